@@ -1,0 +1,118 @@
+// The op interface: the only thing model code (DiT, T5, VAE) calls to compute.
+//
+// Each backend implements every op with the same meaning. The CPU backend (backends/cpu) is
+// the float32 reference; the CUDA backend (backends/cuda) is the fast path, free to keep
+// activations in bf16 where the reference precision map (spec §6) allows. Model code never
+// looks inside a tensor it got from an op: it only passes tensors back to ops, uploads host
+// inputs and downloads results.
+//
+// Layout conventions: a "token matrix" is [rows, features] row-major. Attention tensors are
+// [tokens, heads, head_dim]. Video tensors are [C, T, H, W] (batch 1 everywhere).
+//
+// Sequence parallelism lives behind two collectives (Ulysses all-to-alls) and one all-gather,
+// so the DiT reads the same on one GPU or eight: with a group of size 1 they are identities.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "core/tensor.h"
+
+namespace wanrt {
+
+class Communicator;
+
+enum class Activation : uint8_t { None, Silu, GeluTanh };
+
+struct LinearOptions {
+  Activation activation = Activation::None;  // applied after the bias
+  // Compute in true float32 even on a reduced-precision backend (the time MLP and the head
+  // run in fp32 in the reference, spec §6). The CPU backend always computes in float32.
+  bool full_precision = false;
+};
+
+struct AttentionOptions {
+  float scale = 1.0f;       // multiplies q·k before the softmax
+  int64_t kv_len = -1;      // keys/values at index >= kv_len are masked out; -1 = none masked
+  const Tensor* bias = nullptr;  // optional additive bias [heads, Lq, Lk] (T5 relative positions)
+};
+
+class Ops {
+ public:
+  virtual ~Ops() = default;
+  virtual std::string name() const = 0;
+
+  // ---- memory ----
+  // A host tensor (any float dtype) into backend memory as an activation.
+  virtual Tensor upload(const Tensor& host) = 0;
+  // A checkpoint tensor into backend memory in the backend's weight format.
+  virtual Tensor upload_weight(const Tensor& host) = 0;
+  // A backend tensor back to a contiguous host float32 tensor.
+  virtual Tensor download(const Tensor& tensor) = 0;
+  virtual Tensor zeros(Shape shape) = 0;  // float32 activation
+
+  // ---- dense algebra ----
+  // y = act(x · weightᵀ + bias): x [N, K], weight [M, K], bias [M] or null -> [N, M].
+  virtual Tensor linear(const Tensor& x, const Tensor& weight, const Tensor* bias,
+                        const LinearOptions& options = {}) = 0;
+
+  // ---- normalisation (over the last axis, statistics in float32) ----
+  // LayerNorm with biased variance; weight/bias optional (null = no affine).
+  virtual Tensor layer_norm(const Tensor& x, float eps, const Tensor* weight,
+                            const Tensor* bias) = 0;
+  // LN(x)·(1 + scale) + shift, the DiT's adaptive LayerNorm; shift/scale are [features].
+  virtual Tensor layer_norm_modulate(const Tensor& x, const Tensor& shift, const Tensor& scale,
+                                     float eps) = 0;
+  // x · rsqrt(mean(x²) + eps) · weight.
+  virtual Tensor rms_norm(const Tensor& x, const Tensor& weight, float eps) = 0;
+
+  // ---- elementwise ----
+  virtual Tensor activation(const Tensor& x, Activation act) = 0;
+  // a + b, same shape, or b broadcast over rows when b is [features].
+  virtual Tensor add(const Tensor& a, const Tensor& b) = 0;
+  // a · b, same shape (T5's gated FFN).
+  virtual Tensor mul(const Tensor& a, const Tensor& b) = 0;
+  // x += y · gate in place (float32 residual stream); gate [features] or null for x += y.
+  virtual void add_gated_(Tensor& x, const Tensor& y, const Tensor* gate) = 0;
+
+  // ---- attention ----
+  // In-place rotary embedding on x [L, heads, head_dim] for rows < table.size(0):
+  // adjacent pairs (2k, 2k+1) rotate by the angle whose (cos, sin) is table[row, k, 0..1]
+  // (table [rows, head_dim/2, 2], float32, shared by all heads). Later rows stay as they are.
+  virtual void rope_(Tensor& x, const Tensor& table) = 0;
+  // softmax(scale · q·kᵀ + bias, masked to kv_len) · v for q [Lq, H, d], k/v [Lk, H, d].
+  virtual Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v,
+                           const AttentionOptions& options) = 0;
+
+  // ---- layout ----
+  // [C, T, H, W] -> token matrix [T·(H/ph)·(W/pw), C·ph·pw]; feature index c·ph·pw + dh·pw + dw,
+  // tokens frame-major then row then column (the Conv3d patch embedding as a GEMM).
+  virtual Tensor patchify(const Tensor& video, int64_t ph, int64_t pw) = 0;
+  // Inverse for the head: tokens [>= T·h·w, ph·pw·C] with feature (dh·pw + dw)·C + c
+  // -> [C, T, h·ph, w·pw]. Rows past T·h·w (sequence padding) are ignored.
+  virtual Tensor unpatchify(const Tensor& tokens, int64_t channels, int64_t frames, int64_t h,
+                            int64_t w, int64_t ph, int64_t pw) = 0;
+  // Rows of `x` followed by zero rows up to `rows` in total.
+  virtual Tensor pad_rows(const Tensor& x, int64_t rows) = 0;
+  // Concatenation along axis 0.
+  virtual Tensor concat_rows(const Tensor& a, const Tensor& b) = 0;
+  // Rows [begin, end) of x (a copy or a view).
+  virtual Tensor rows(const Tensor& x, int64_t begin, int64_t end) = 0;
+
+  // ---- sequence parallelism (identities when the group has one rank) ----
+  // Ulysses all-to-all #1: this rank's tokens for all heads [S, H, d] -> all tokens for this
+  // rank's heads [S·p, H/p, d].
+  virtual Tensor sequence_to_heads(const Tensor& x) = 0;
+  // All-to-all #2, the inverse: [S·p, H/p, d] -> [S, H, d].
+  virtual Tensor heads_to_sequence(const Tensor& x) = 0;
+  // Concatenates every rank's rows in rank order.
+  virtual Tensor all_gather_rows(const Tensor& x) = 0;
+  virtual int rank() const = 0;
+  virtual int world_size() const = 0;
+};
+
+// The float32 reference backend. `comm` may be null (a group of one).
+std::unique_ptr<Ops> make_cpu_ops(std::shared_ptr<Communicator> comm = nullptr);
+
+}  // namespace wanrt

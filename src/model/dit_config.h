@@ -1,0 +1,47 @@
+// DiT (WanModel) hyper-parameters, read from an expert's config.json.
+//
+// Keys absent from the file take the WanModel constructor defaults (spec §1.1): patch_size,
+// text_dim, window_size, qk_norm and cross_attn_norm are never written by diffusers, so the
+// real I2V-A14B config.json lacks them. Keys beginning with "_" are metadata and ignored.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+
+namespace wanrt {
+
+class TensorStore;
+
+struct DitConfig {
+  std::string model_type = "t2v";  // "i2v" needs the conditioning input y
+  std::array<int64_t, 3> patch_size = {1, 2, 2};  // (t, h, w)
+  int64_t text_len = 512;
+  int64_t in_dim = 16;
+  int64_t dim = 2048;
+  int64_t ffn_dim = 8192;
+  int64_t freq_dim = 256;
+  int64_t text_dim = 4096;
+  int64_t out_dim = 16;
+  int64_t num_heads = 16;
+  int64_t num_layers = 32;
+  std::array<int64_t, 2> window_size = {-1, -1};
+  bool qk_norm = true;
+  bool cross_attn_norm = true;
+  double eps = 1e-6;
+
+  int64_t head_dim() const { return dim / num_heads; }
+
+  // Parses config.json; a bad value or type is an error naming the file and key.
+  static DitConfig from_json_file(const std::string& path);
+  static DitConfig from_json_text(const std::string& text, const std::string& origin);
+  // The I2V-A14B expert configuration (both experts are identical).
+  static DitConfig i2v_a14b();
+
+  // Checks the configuration against the checkpoint's tensor shapes (every expected tensor
+  // present with the expected shape, none unexpected); the error names the first mismatch.
+  void check_weights(const TensorStore& weights, const std::string& where) const;
+  int64_t parameter_count() const;
+};
+
+}  // namespace wanrt
