@@ -32,6 +32,15 @@ struct LinearOptions {
   bool full_precision = false;
 };
 
+// Zero padding and strides of a 3-D convolution over [C, T, H, W]. Time padding is causal in
+// the Wan VAE (front only); the spatial padding may be asymmetric (downsampling pads only the
+// bottom/right edge).
+struct Conv3dOptions {
+  int64_t stride_t = 1, stride_h = 1, stride_w = 1;
+  int64_t pad_t_front = 0, pad_t_back = 0;
+  int64_t pad_top = 0, pad_bottom = 0, pad_left = 0, pad_right = 0;
+};
+
 struct AttentionOptions {
   float scale = 1.0f;       // multiplies q·k before the softmax
   int64_t kv_len = -1;      // keys/values at index >= kv_len are masked out; -1 = none masked
@@ -84,6 +93,25 @@ class Ops {
   // softmax(scale · q·kᵀ + bias, masked to kv_len) · v for q [Lq, H, d], k/v [Lk, H, d].
   virtual Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v,
                            const AttentionOptions& options) = 0;
+
+  // Rows of `table` [vocab, D] picked by `ids` (host I64 [N]) -> [N, D]; an id out of range
+  // is an error.
+  virtual Tensor embedding(const Tensor& table, const Tensor& ids) = 0;
+
+  // ---- video (the VAE) ----
+  // x [Cin, T, H, W], weight [Cout, Cin, kt, kh, kw], bias [Cout] or null -> [Cout, T', H', W'].
+  virtual Tensor conv3d(const Tensor& x, const Tensor& weight, const Tensor* bias,
+                        const Conv3dOptions& options) = 0;
+  // x / max(‖x‖₂ over channels, 1e-12) · √C · gamma at every (t, h, w); x [C, T, H, W],
+  // gamma [C] (the Wan VAE's RMS_norm).
+  virtual Tensor channel_rms_norm(const Tensor& x, const Tensor& gamma) = 0;
+  // Nearest-neighbour ×2 upsampling of H and W: [C, T, H, W] -> [C, T, 2H, 2W].
+  virtual Tensor upsample_nearest_2x(const Tensor& x) = 0;
+  // Frames [begin, end) of x [C, T, H, W]; concatenation along T.
+  virtual Tensor frames(const Tensor& x, int64_t begin, int64_t end) = 0;
+  virtual Tensor concat_frames(const Tensor& a, const Tensor& b) = 0;
+  // [R, C] -> [C, R] (2-D transpose of a contiguous matrix).
+  virtual Tensor transpose(const Tensor& x) = 0;
 
   // ---- layout ----
   // [C, T, H, W] -> token matrix [T·(H/ph)·(W/pw), C·ph·pw]; feature index c·ph·pw + dh·pw + dw,
