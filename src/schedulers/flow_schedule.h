@@ -4,6 +4,10 @@
 // then the shift σ' = s·σ / (1 + (s−1)·σ)); the integer timesteps fed to the DiT are the
 // float64 σ'·1000 truncated toward zero, and the solvers use the float32 sigmas with a final
 // 0 appended. Matching these roundings is what makes the timesteps bit-identical to Wan's.
+//
+// The solvers here step by index. Wan's locate the first step by searching its timestep and
+// take the second match if t_0 repeats (only at very large step counts, where Wan's loop then
+// runs past its schedule); such schedules are not meant to match Wan.
 #pragma once
 
 #include <cstdint>
