@@ -84,6 +84,8 @@ class ResetOnExit {
 WanVae WanVae::load(Ops& ops, const TensorStore& weights) {
   WanVae vae;
   vae.config = VaeConfig::from_weights(weights);
+  WANRT_CHECK(vae.config.z_dim == 16, weights.sources(), ": the VAE has z_dim ", vae.config.z_dim,
+              " but the latent normalisation tables (spec §2.7) are for 16 channels");
   CheckpointSource source(ops, weights);
   vae.encoder = vae::Encoder::load(source, vae.config);
   vae.decoder = vae::Decoder::load(source, vae.config);

@@ -217,6 +217,41 @@ TEST_F(VaeTest, ChunkedDecodeEqualsWholeSequence) {
   EXPECT_EQ(relative_error(vae_.decode(*ops_, latent, unclamped), chunked), 0.0);
 }
 
+// The blocks also keep the whole-sequence semantics for chunks longer than the reference's
+// (spec §2.6 allows several latent frames per pass): the whole clip at once, or frame 0 and
+// then the rest.
+TEST_F(VaeTest, LongerChunksKeepTheWholeSequenceSemantics) {
+  SCOPED_TRACE(seed_);
+  Ops& ops = *ops_;
+  const Tensor video = testing::random_uniform({3, 9, 8, 12}, rng_, -1.0f, 1.0f);
+  const Tensor latent = random_normal({16, 3, 2, 3}, rng_);
+  const Tensor expected_latent = whole_encode(ops, vae_, video);
+  const Tensor expected_video = whole_decode(ops, vae_, latent);
+  const Tensor video_in = ops.upload(video);
+  const Tensor latent_in = ops.upload(vae::denormalize_latent(latent));
+
+  vae_.reset();
+  const Tensor one_pass = vae_.encoder.forward(ops, video_in);  // [16, 3, 2, 3]
+  EXPECT_LT(relative_error(vae::normalize_latent(ops.download(one_pass)), expected_latent), 1e-6);
+  vae_.reset();
+  const Tensor first = vae_.encoder.forward(ops, ops.frames(video_in, 0, 1));
+  const Tensor rest = vae_.encoder.forward(ops, ops.frames(video_in, 1, 9));
+  EXPECT_LT(relative_error(vae::normalize_latent(ops.download(ops.concat_frames(first, rest))),
+                           expected_latent),
+            1e-6);
+
+  vae_.reset();
+  EXPECT_LT(relative_error(ops.download(vae_.decoder.forward(ops, latent_in)), expected_video),
+            1e-6);
+  vae_.reset();
+  const Tensor first_frame = vae_.decoder.forward(ops, ops.frames(latent_in, 0, 1));
+  const Tensor later_frames = vae_.decoder.forward(ops, ops.frames(latent_in, 1, 3));
+  EXPECT_LT(relative_error(ops.download(ops.concat_frames(first_frame, later_frames)),
+                           expected_video),
+            1e-6);
+  vae_.reset();
+}
+
 TEST_F(VaeTest, DecodeStreamsTheSameFramesAsTheWholeVideo) {
   SCOPED_TRACE(seed_);
   const Tensor latent = random_normal({16, 3, 2, 3}, rng_);
