@@ -17,7 +17,7 @@ std::string key_at(const std::string& list, int64_t index) {
 // Records the names and shapes the model asks for. The tensors it hands back are views of one
 // shared zero buffer (as large as the largest tensor so far), so listing the full-size model's
 // 127 M parameters costs one 16 MB buffer.
-class LayoutRecorder final : public vae::WeightSource {
+class LayoutRecorder final : public vae::WeightLoader {
  public:
   Tensor host(const std::string& key, const Shape& shape) override {
     layout.emplace_back(key, shape);
@@ -115,7 +115,7 @@ namespace vae {
 
 // ---- MiddleBlocks ----
 
-MiddleBlocks MiddleBlocks::load(WeightSource& source, const std::string& prefix,
+MiddleBlocks MiddleBlocks::load(WeightLoader& source, const std::string& prefix,
                                 int64_t channels) {
   MiddleBlocks middle;
   middle.first = ResidualBlock::load(source, prefix + ".0", channels, channels);
@@ -135,7 +135,7 @@ void MiddleBlocks::reset() {
 
 // ---- Encoder ----
 
-Encoder Encoder::load(WeightSource& source, const VaeConfig& config) {
+Encoder Encoder::load(WeightLoader& source, const VaeConfig& config) {
   WANRT_CHECK(!config.dim_mult.empty() &&
                   config.temporal_downsample.size() + 1 == config.dim_mult.size(),
               "VAE config: ", config.temporal_downsample.size(),
@@ -195,7 +195,7 @@ void Encoder::reset() {
 
 // ---- Decoder ----
 
-Decoder Decoder::load(WeightSource& source, const VaeConfig& config) {
+Decoder Decoder::load(WeightLoader& source, const VaeConfig& config) {
   // Stage widths, top first: dim · [dim_mult.back(), reversed dim_mult...].
   std::vector<int64_t> widths = {config.dim * config.dim_mult.back()};
   for (auto m = config.dim_mult.rbegin(); m != config.dim_mult.rend(); ++m)

@@ -55,7 +55,7 @@ struct MiddleBlocks {
   AttentionBlock attention;
   ResidualBlock second;
 
-  static MiddleBlocks load(WeightSource& source, const std::string& prefix, int64_t channels);
+  static MiddleBlocks load(WeightLoader& source, const std::string& prefix, int64_t channels);
   Tensor forward(Ops& ops, const Tensor& x);
   void reset();
 };
@@ -75,7 +75,7 @@ struct Encoder {
   // [0:z_dim]: the log-variance is never used.
   CausalConv3d to_mean;
 
-  static Encoder load(WeightSource& source, const VaeConfig& config);
+  static Encoder load(WeightLoader& source, const VaeConfig& config);
   // The next chunk of video [3, t, H, W] -> the latent mean [z_dim, t', H/8, W/8]
   // (before normalisation), continuing the caches of the previous chunks.
   Tensor forward(Ops& ops, const Tensor& video);
@@ -95,7 +95,7 @@ struct Decoder {
   Tensor head_norm_gamma;  // decoder.head.0
   CausalConv3d head_conv;  // decoder.head.2: dim -> 3, kernel 3
 
-  static Decoder load(WeightSource& source, const VaeConfig& config);
+  static Decoder load(WeightLoader& source, const VaeConfig& config);
   // The next chunk of de-normalised latent [z_dim, t, h, w] -> video frames [3, t', 8h, 8w],
   // continuing the caches of the previous chunks.
   Tensor forward(Ops& ops, const Tensor& latent);

@@ -11,7 +11,7 @@ Tensor norm_silu(Ops& ops, const Tensor& x, const Tensor& gamma) {
 namespace {
 
 // A norm's gamma: stored [C, 1, 1, 1] (3-D use) or [C, 1, 1] (2-D use), used as [C].
-Tensor load_gamma(WeightSource& source, const std::string& key, int64_t channels, int64_t rank) {
+Tensor load_gamma(WeightLoader& source, const std::string& key, int64_t channels, int64_t rank) {
   Shape shape(static_cast<size_t>(rank), 1);
   shape[0] = channels;
   return source.upload(source.host(key, shape).reshape({channels}));
@@ -21,7 +21,7 @@ Tensor load_gamma(WeightSource& source, const std::string& key, int64_t channels
 
 // ---- CausalConv3d ----
 
-CausalConv3d CausalConv3d::load(WeightSource& source, const std::string& prefix, int64_t in,
+CausalConv3d CausalConv3d::load(WeightLoader& source, const std::string& prefix, int64_t in,
                                 int64_t out, const Shape& kernel, int64_t time_context,
                                 int64_t spatial_pad) {
   WANRT_ASSERT(kernel.size() == 2 || kernel.size() == 3);
@@ -67,7 +67,7 @@ Tensor CausalConv3d::forward(Ops& ops, const Tensor& x) {
 
 // ---- ResidualBlock ----
 
-ResidualBlock ResidualBlock::load(WeightSource& source, const std::string& prefix, int64_t in,
+ResidualBlock ResidualBlock::load(WeightLoader& source, const std::string& prefix, int64_t in,
                                   int64_t out) {
   ResidualBlock block;
   block.norm_in_gamma = load_gamma(source, prefix + ".residual.0.gamma", in, 4);
@@ -93,7 +93,7 @@ void ResidualBlock::reset() {
 
 // ---- AttentionBlock ----
 
-AttentionBlock AttentionBlock::load(WeightSource& source, const std::string& prefix,
+AttentionBlock AttentionBlock::load(WeightLoader& source, const std::string& prefix,
                                     int64_t channels) {
   AttentionBlock block;
   block.channels = channels;
@@ -142,7 +142,7 @@ Tensor AttentionBlock::forward(Ops& ops, const Tensor& x) const {
 
 // ---- Resample ----
 
-Resample Resample::load(WeightSource& source, const std::string& prefix, int64_t dim,
+Resample Resample::load(WeightLoader& source, const std::string& prefix, int64_t dim,
                         ResampleMode mode) {
   Resample block;
   block.mode = mode;

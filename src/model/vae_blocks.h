@@ -19,9 +19,9 @@ namespace wanrt::vae {
 
 // Where a block's weights come from while the VAE is built: a checkpoint (loading) or a
 // recorder (listing the checkpoint's names and shapes).
-class WeightSource {
+class WeightLoader {
  public:
-  virtual ~WeightSource() = default;
+  virtual ~WeightLoader() = default;
   // The host tensor `key`; an error names the key when it is missing or not of `shape`.
   virtual Tensor host(const std::string& key, const Shape& shape) = 0;
   // A host tensor (from host(), perhaps reshaped or sliced) as a backend weight.
@@ -42,7 +42,7 @@ struct CausalConv3d {
 
   // `prefix.weight` [out, in, kernel...] and `prefix.bias` [out]; a 2-D kernel [kh, kw] is
   // stored with kernel depth 1. The spatial padding is `spatial_pad` on every side.
-  static CausalConv3d load(WeightSource& source, const std::string& prefix, int64_t in,
+  static CausalConv3d load(WeightLoader& source, const std::string& prefix, int64_t in,
                            int64_t out, const Shape& kernel, int64_t time_context,
                            int64_t spatial_pad);
 
@@ -63,7 +63,7 @@ struct ResidualBlock {
   CausalConv3d conv_out;  // out -> out, kernel 3
   std::optional<CausalConv3d> shortcut;  // in -> out, 1×1×1, only when in != out
 
-  static ResidualBlock load(WeightSource& source, const std::string& prefix, int64_t in,
+  static ResidualBlock load(WeightLoader& source, const std::string& prefix, int64_t in,
                             int64_t out);
   Tensor forward(Ops& ops, const Tensor& x);  // [in, t, H, W] -> [out, t, H, W]
   void reset();
@@ -79,7 +79,7 @@ struct AttentionBlock {
   Tensor proj_bias;    // [C]
   int64_t channels = 0;
 
-  static AttentionBlock load(WeightSource& source, const std::string& prefix, int64_t channels);
+  static AttentionBlock load(WeightLoader& source, const std::string& prefix, int64_t channels);
   Tensor forward(Ops& ops, const Tensor& x) const;  // [C, t, H, W] -> same; stateless
 };
 
@@ -99,7 +99,7 @@ struct Resample {
   // Upsample3d: whether the first chunk (whose frame passes through undoubled) has gone by.
   bool first_chunk_done = false;
 
-  static Resample load(WeightSource& source, const std::string& prefix, int64_t dim,
+  static Resample load(WeightLoader& source, const std::string& prefix, int64_t dim,
                        ResampleMode mode);
   Tensor forward(Ops& ops, const Tensor& x);
   void reset();

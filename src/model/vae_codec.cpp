@@ -14,7 +14,7 @@ namespace {
 
 // Weights from a checkpoint: every key read is remembered, so keys the model never asked
 // for can be reported.
-class CheckpointSource final : public vae::WeightSource {
+class CheckpointSource final : public vae::WeightLoader {
  public:
   CheckpointSource(Ops& ops, const TensorStore& weights) : ops_(ops), weights_(weights) {}
   Tensor host(const std::string& key, const Shape& shape) override {

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "backends/ops.h"
+#include "io/checkpoint.h"
 #include "io/tensor_store.h"
 #include "model/vae.h"
 #include "test_support.h"
@@ -188,6 +189,21 @@ TEST(VaeLayout, ReleasedCheckpointHas194TensorsAndItsParameterCount) {
   EXPECT_EQ(shape_str(layout.front().second), "[96, 3, 3, 3, 3]");
   EXPECT_EQ(layout.back().first, "decoder.head.2.bias");
   EXPECT_EQ(shape_str(layout.back().second), "[3]");
+}
+
+// The checkpoint inspector (io/checkpoint.h) lists the VAE's tensors on its own; the model's
+// layout must be the same list, in the same order.
+TEST(VaeLayout, AgreesWithTheCheckpointInspector) {
+  for (const VaeConfig& config : {VaeConfig::wan21(), tiny_config()}) {
+    SCOPED_TRACE(config.describe());
+    VaeCheckpointConfig inspected;
+    inspected.dim = config.dim;
+    inspected.z_dim = config.z_dim;
+    inspected.dim_mult = config.dim_mult;
+    inspected.num_res_blocks = config.num_res_blocks;
+    inspected.temporal_downsample = config.temporal_downsample;
+    EXPECT_EQ(config.checkpoint_layout(), inspected.expected_tensors());
+  }
 }
 
 TEST_F(VaeTest, ChunkedEncodeEqualsWholeSequence) {
