@@ -8,6 +8,9 @@
 // The configuration is inferred from the checkpoint's tensor shapes; every tensor is mapped to
 // a struct member once at load, its shape checked (the error names the key), and a tensor the
 // model does not use is an error, as the reference loads strictly.
+//
+// The blocks hold the temporal caches of the video in progress, so one WanVae runs one encode
+// or decode at a time; both start and end with reset().
 #pragma once
 
 #include <cstdint>

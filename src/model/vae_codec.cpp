@@ -115,7 +115,7 @@ Shape WanVae::latent_shape_for(const Shape& video_shape) const {
   const int64_t time_factor = config.temporal_factor(), space_factor = config.spatial_factor();
   const int64_t frames = video_shape[1], height = video_shape[2], width = video_shape[3];
   WANRT_CHECK(frames >= 1 && (frames - 1) % time_factor == 0, "VAE encode: ", frames,
-              " frames; the VAE takes 1 + ", time_factor, "·k frames (1, ", 1 + time_factor,
+              " frames; the VAE takes 1 + ", time_factor, "k frames (1, ", 1 + time_factor,
               ", ", 1 + 2 * time_factor, ", ...)");
   WANRT_CHECK(height >= space_factor && height % space_factor == 0, "VAE encode: height ", height,
               " is not a positive multiple of ", space_factor);
