@@ -14,9 +14,9 @@ namespace {
 
 // Weights from a checkpoint: every key read is remembered, so keys the model never asked
 // for can be reported.
-class CheckpointSource final : public vae::WeightLoader {
+class CheckpointLoader final : public vae::WeightLoader {
  public:
-  CheckpointSource(Ops& ops, const TensorStore& weights) : ops_(ops), weights_(weights) {}
+  CheckpointLoader(Ops& ops, const TensorStore& weights) : ops_(ops), weights_(weights) {}
   Tensor host(const std::string& key, const Shape& shape) override {
     used_.insert(key);
     return weights_.get(key, shape);
@@ -86,7 +86,7 @@ WanVae WanVae::load(Ops& ops, const TensorStore& weights) {
   vae.config = VaeConfig::from_weights(weights);
   WANRT_CHECK(vae.config.z_dim == 16, weights.sources(), ": the VAE has z_dim ", vae.config.z_dim,
               " but the latent normalisation tables (spec §2.7) are for 16 channels");
-  CheckpointSource source(ops, weights);
+  CheckpointLoader source(ops, weights);
   vae.encoder = vae::Encoder::load(source, vae.config);
   vae.decoder = vae::Decoder::load(source, vae.config);
   source.check_all_used(vae.config);
