@@ -189,10 +189,10 @@ class PickleMachine {
           top("BUILD");
           break;
         default:
+          // Only the opcodes torch.save uses for a state dict are understood.
           error("unsupported pickle opcode ", hex_byte(opcode),
                 opcode >= 0x20 && opcode < 0x7f ? str_cat(" ('", static_cast<char>(opcode), "')")
-                                                : std::string(),
-                "; only the opcodes of a torch state dict are understood");
+                                                : std::string());
       }
     }
   }
