@@ -14,7 +14,7 @@ namespace {
 constexpr size_t kMaxStackDepth = size_t{1} << 20;
 constexpr size_t kMaxMarks = size_t{1} << 16;
 constexpr size_t kMaxMemoEntries = size_t{1} << 20;
-constexpr size_t kMaxValues = size_t{1} << 22;
+constexpr size_t kMaxValues = size_t{1} << 20;
 constexpr int kHighestProtocol = 5;
 
 struct StorageClass {

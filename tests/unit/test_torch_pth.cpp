@@ -436,6 +436,10 @@ TEST_F(TorchPthCorruption, StorageTooSmallForTheTensor) {
                                 {"archive/data/0", full}}),
                       "tensor 'w'");
   }
+  // A broadcast may not expand the storage (a tiny file must not allocate gigabytes).
+  expect_read_error(make_zip({{"archive/data.pkl", pickle_state_dict(storages, {{"w", 0, 0, {1 << 20, 10}, {0, 1}}})},
+                              {"archive/data/0", full}}),
+                    "overlapping strides are not supported");
 }
 
 TEST_F(TorchPthCorruption, PickleProblems) {
