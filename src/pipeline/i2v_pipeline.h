@@ -1,0 +1,102 @@
+// The Wan2.2 image-to-video pipeline (spec/wan22-dit-and-sampling.md §2): image and prompt in,
+// latent and video out, on whatever backend `ops` is.
+//
+//   image → size rule → bicubic resize → VAE encode of [image, 0, 0, …] → y = [mask, latent]
+//   prompt, negative prompt → tokenizer → umT5 → context, context_null
+//   noise → for each timestep t: expert = high if t >= boundary·1000 else low;
+//             v = v_uncond + g·(v_cond − v_uncond);  latent = scheduler.step(v, latent)
+//   latent → VAE decode (clamped to [−1, 1]) → video
+//
+// Noise: by default `seeded_noise` (documented below); pass a tensor to match another
+// implementation exactly (PyTorch's CUDA Philox layout is not reproduced).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "backends/ops.h"
+#include "core/tensor.h"
+#include "pipeline/i2v_image.h"
+#include "text/tokenizer.h"
+
+namespace wanrt {
+
+// The reference's sample_neg_prompt, used when the negative prompt is empty (UTF-8, verbatim).
+extern const char* const kDefaultNegativePrompt;
+
+struct I2VRequest {
+  // The conditioning image: a JPEG/PNG path, or a host F32 [3, h0, w0] tensor in [−1, 1].
+  std::string image_path;
+  const Tensor* image = nullptr;
+
+  std::string prompt;
+  std::string negative_prompt;  // empty: kDefaultNegativePrompt
+  // Token ids (EOS included, no padding) that bypass the tokenizer, e.g. to reproduce a run.
+  std::optional<std::vector<int64_t>> prompt_ids, negative_prompt_ids;
+  TextCleaning cleaning = TextCleaning::Reference;
+
+  int64_t max_area = kDefaultMaxArea;  // --size W*H sets W·H; the image's aspect ratio is kept
+  int64_t frame_num = 81;              // 4n + 1
+  std::string solver = "unipc";        // or "dpm++"
+  int steps = 40;
+  double shift = 5.0;
+  double guide_low = 3.5, guide_high = 3.5;  // CFG scale of the low- and high-noise experts
+  double boundary = 0.900;                   // t >= boundary·1000 runs the high-noise expert
+  uint64_t seed = 0;
+  const Tensor* noise = nullptr;  // [16, F_l, lat_h, lat_w]; overrides the seeded noise
+};
+
+struct StageTimes {
+  double load = 0, text = 0, vae_encode = 0, denoise = 0, vae_decode = 0, write = 0;  // seconds
+};
+
+struct DenoiseProgress {
+  int step = 0;           // 0-based step just finished
+  int steps = 0;
+  int64_t timestep = 0;   // the integer timestep the experts saw
+  bool high_noise = false;
+  double step_seconds = 0;
+  double elapsed_seconds = 0;  // since the loop began
+};
+using DenoiseProgressFn = std::function<void(const DenoiseProgress&)>;
+
+struct I2VResult {
+  Tensor latent;  // [16, F_l, lat_h, lat_w] host F32, the latent handed to the VAE decoder
+  Tensor video;   // [3, frame_num, 8·lat_h, 8·lat_w] host F32 in [−1, 1]
+  I2vSize size;
+  int64_t seq_len = 0;
+  StageTimes times;
+};
+
+class I2VPipeline {
+ public:
+  // Resolves and loads every part of the checkpoint folder (both experts, T5, VAE,
+  // tokenizer); a missing part is an error listing everything missing and what to do.
+  static std::unique_ptr<I2VPipeline> load(const std::string& checkpoint_dir, Ops& ops);
+  ~I2VPipeline();
+
+  // Validates the request (frame count, sizes, noise shape, prompt) before any heavy work.
+  I2VResult generate(const I2VRequest& request, const DenoiseProgressFn& progress = {});
+
+  bool random_weights() const;      // the checkpoint is marked as random demo weights
+  double load_seconds() const;
+  // The latent shape [16, F_l, lat_h, lat_w] a request produces (for checking noise files).
+  Shape latent_shape(const I2VRequest& request) const;
+
+ private:
+  I2VPipeline();
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  Ops* ops_ = nullptr;
+};
+
+// Standard normal noise, reproducible on every platform: element i is a Box–Muller transform
+// (in float64) of two uniforms from Philox4x32-10 with key = seed and counter = ⌊i/2⌋; even i
+// takes the cosine branch, odd i the sine branch. Not PyTorch's generator.
+Tensor seeded_noise(const Shape& shape, uint64_t seed);
+
+}  // namespace wanrt
