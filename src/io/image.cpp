@@ -56,6 +56,9 @@ struct JpegErrorManager {
   jpeg_error_mgr base;
   std::jmp_buf jump;
   char message[JMSG_LENGTH_MAX];
+  // Set once every scanline is decoded: what follows (a missing EOI, trailing junk) cannot
+  // change the pixels, so it is not worth refusing the image for.
+  bool pixels_complete = false;
 };
 
 [[noreturn]] void on_jpeg_error(j_common_ptr cinfo) {
@@ -64,14 +67,16 @@ struct JpegErrorManager {
   std::longjmp(manager->jump, 1);
 }
 
-// Warnings (level -1) that mean the pixels are wrong: a truncated or damaged stream. libjpeg
-// would fill the rest with grey and carry on; PIL raises "image file is truncated", so do we.
-// Harmless warnings (extraneous bytes between markers and the like) are ignored, silently.
+// Warnings (level -1) that mean pixels are missing or wrong: libjpeg would fill them with grey
+// and carry on; PIL raises "image file is truncated", so do we. Running out of bytes alone
+// (JWRN_JPEG_EOF) is not such a sign: the entropy decoder reads ahead, so a file that lacks
+// only its end-of-image marker warns too, and a real truncation also brings JWRN_HIT_MARKER
+// when the missing bits are needed. Harmless warnings (extraneous bytes) pass silently.
 void on_jpeg_message(j_common_ptr cinfo, int level) {
   if (level != -1) return;
+  if (reinterpret_cast<JpegErrorManager*>(cinfo->err)->pixels_complete) return;
   const int code = cinfo->err->msg_code;
-  if (code == JWRN_JPEG_EOF || code == JWRN_HIT_MARKER || code == JWRN_HUFF_BAD_CODE ||
-      code == JWRN_MUST_RESYNC)
+  if (code == JWRN_HIT_MARKER || code == JWRN_HUFF_BAD_CODE || code == JWRN_MUST_RESYNC)
     on_jpeg_error(cinfo);
 }
 
@@ -101,8 +106,9 @@ bool decode_jpeg_into(std::span<const uint8_t> bytes, RgbImage* image,
   errors.base.emit_message = on_jpeg_message;
   if (setjmp(errors.jump)) {
     std::memcpy(message, errors.message, JMSG_LENGTH_MAX);
+    const bool complete = errors.pixels_complete;
     jpeg_destroy_decompress(&cinfo);
-    return false;
+    return complete;
   }
   jpeg_create_decompress(&cinfo);
   jpeg_mem_src(&cinfo, bytes.data(), static_cast<unsigned long>(bytes.size()));
@@ -131,6 +137,7 @@ bool decode_jpeg_into(std::span<const uint8_t> bytes, RgbImage* image,
     jpeg_read_scanlines(&cinfo, &row, 1);
     if (is_cmyk) cmyk_row_to_rgb(cmyk_row->data(), rgb_row, image->width);
   }
+  errors.pixels_complete = true;
   jpeg_finish_decompress(&cinfo);
   jpeg_destroy_decompress(&cinfo);
   return true;
@@ -164,6 +171,9 @@ void read_png_bytes(png_structp png, png_bytep out, size_t count) {
 // libpng's default handlers print to stderr and (for errors) longjmp; we keep the text instead.
 struct PngMessages {
   char error[256] = {};
+  // Set once every row is decoded: a damaged or missing IEND after that cannot change the
+  // pixels (PIL does not read past the image data either).
+  bool pixels_complete = false;
 };
 
 [[noreturn]] void on_png_error(png_structp png, png_const_charp text) {
@@ -173,6 +183,15 @@ struct PngMessages {
 }
 
 void on_png_warning(png_structp, png_const_charp) {}  // ancillary-chunk problems: PIL ignores them too
+
+// Drops alpha when present: PIL's convert('RGB') does not composite onto a background.
+bool copy_rgb(const std::vector<uint8_t>& decoded, RgbImage* image) {
+  const size_t pixels = static_cast<size_t>(image->width * image->height);
+  const size_t channels = decoded.size() / pixels;  // 3 or 4
+  for (size_t p = 0; p < pixels; ++p)
+    std::memcpy(&image->pixels[p * 3], &decoded[p * channels], 3);
+  return true;
+}
 
 // Same structure as decode_jpeg_into: libpng state only in the frame that calls setjmp.
 bool decode_png_into(std::span<const uint8_t> bytes, RgbImage* image,
@@ -185,6 +204,7 @@ bool decode_png_into(std::span<const uint8_t> bytes, RgbImage* image,
   PngMemoryReader reader{bytes, 0};
   if (!info || setjmp(png_jmpbuf(png))) {
     png_destroy_read_struct(&png, &info, nullptr);
+    if (messages->pixels_complete) return copy_rgb(*decoded, image);
     return false;
   }
   png_set_read_fn(png, &reader, read_png_bytes);
@@ -209,16 +229,14 @@ bool decode_png_into(std::span<const uint8_t> bytes, RgbImage* image,
   decoded->resize(row_bytes * static_cast<size_t>(height));
   rows->resize(static_cast<size_t>(height));
   for (int64_t y = 0; y < height; ++y) (*rows)[static_cast<size_t>(y)] = decoded->data() + row_bytes * static_cast<size_t>(y);
-  png_read_image(png, rows->data());
-  png_read_end(png, nullptr);
-  png_destroy_read_struct(&png, &info, nullptr);
-
   image->width = width;
   image->height = height;
   image->pixels.resize(static_cast<size_t>(width * height * 3));
-  for (int64_t p = 0; p < width * height; ++p)  // drop alpha: PIL's convert('RGB') does not composite
-    std::memcpy(&image->pixels[static_cast<size_t>(p * 3)], &(*decoded)[static_cast<size_t>(p * channels)], 3);
-  return true;
+  png_read_image(png, rows->data());
+  messages->pixels_complete = true;
+  png_read_end(png, nullptr);
+  png_destroy_read_struct(&png, &info, nullptr);
+  return copy_rgb(*decoded, image);
 }
 
 RgbImage decode_png(std::span<const uint8_t> bytes, const std::string& name) {
