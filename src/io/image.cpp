@@ -26,7 +26,7 @@ namespace {
 constexpr int64_t kMaxImagePixels = 2 * (1024LL * 1024 * 1024 / 4 / 3);
 
 // Called between setjmp and the decoder's cleanup, so it reports instead of throwing.
-bool dimensions_ok(int64_t width, int64_t height, char* message, size_t capacity) {
+[[maybe_unused]] bool dimensions_ok(int64_t width, int64_t height, char* message, size_t capacity) {
   if (width > 0 && height > 0 && width * height <= kMaxImagePixels) return true;
   std::snprintf(message, capacity, "size %lldx%lld is empty or above the limit of %lld pixels",
                 static_cast<long long>(width), static_cast<long long>(height),

@@ -6,6 +6,9 @@
 #include <cstdio>
 #include <filesystem>
 
+#include <nlohmann/json.hpp>
+
+#include "io/image.h"
 #include "io/safetensors.h"
 #include "pipeline/i2v_image.h"
 #include "test_support.h"
@@ -37,6 +40,34 @@ TEST(ResizeGolden, EveryBicubicCaseMatchesTorch) {
     ++cases;
   }
   EXPECT_GE(cases, 1) << "no bicubic_* tensors in " << path;
+}
+
+// The end-to-end cases' input images: decoded at the size their meta records, and the size
+// rule at their max_area gives the size of the golden video.
+TEST(ResizeGolden, EndToEndInputsGiveTheGoldenVideoSize) {
+  WANRT_REQUIRE_GOLDEN(golden);
+  int cases = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(std::filesystem::path(golden) / "e2e")) {
+    if (entry.path().extension() != ".safetensors") continue;
+    const std::string case_path = entry.path().string();
+    SCOPED_TRACE(case_path);
+    const std::string image_path =
+        (entry.path().parent_path() / (entry.path().stem().string() + "_input.png")).string();
+    ASSERT_TRUE(std::filesystem::exists(image_path)) << image_path;
+    const SafetensorsContents contents = read_safetensors(case_path);
+    const auto meta = nlohmann::json::parse(contents.metadata.at("meta"));
+    const RgbImage image = decode_image_file(image_path);
+    EXPECT_EQ(image.height, meta.at("img_hw").at(0).get<int64_t>());
+    EXPECT_EQ(image.width, meta.at("img_hw").at(1).get<int64_t>());
+    const I2vSize size = i2v_output_size(image.height, image.width, meta.at("max_area").get<int64_t>());
+    const Tensor& video = contents.tensors.get("video");
+    EXPECT_EQ(size.height(), video.size(2));
+    EXPECT_EQ(size.width(), video.size(3));
+    const Tensor resized = load_i2v_image(image_path, meta.at("max_area").get<int64_t>());
+    EXPECT_EQ(shape_str(resized.shape()), shape_str({3, video.size(2), video.size(3)}));
+    ++cases;
+  }
+  EXPECT_GE(cases, 1);
 }
 
 }  // namespace
