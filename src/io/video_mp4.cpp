@@ -117,6 +117,7 @@ void write_mp4_h264(const std::string& file_path, const std::string& shown_path,
   encoder->color_range = AVCOL_RANGE_MPEG;
   encoder->time_base = AVRational{1, fps};
   encoder->framerate = AVRational{fps, 1};
+  encoder->thread_count = 0;  // "auto", as the ffmpeg program defaults to (and 81 HD frames need)
   if (muxer->oformat->flags & AVFMT_GLOBALHEADER) encoder->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
   AVDictionary* codec_options = nullptr;
   av_dict_set(&codec_options, "crf", std::to_string(crf).c_str(), 0);
