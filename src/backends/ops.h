@@ -125,7 +125,7 @@ class Ops {
   virtual Tensor pad_rows(const Tensor& x, int64_t rows) = 0;
   // Concatenation along axis 0.
   virtual Tensor concat_rows(const Tensor& a, const Tensor& b) = 0;
-  // Rows [begin, end) of x (a copy or a view).
+  // Rows [begin, end) of x as a new tensor (callers may modify it in place).
   virtual Tensor rows(const Tensor& x, int64_t begin, int64_t end) = 0;
 
   // ---- sequence parallelism (identities when the group has one rank) ----

@@ -8,8 +8,14 @@
 // file and the tensor.
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
 #include <map>
+#include <memory>
+#include <optional>
+#include <span>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -24,6 +30,20 @@ struct SafetensorsContents {
 
 // One .safetensors file.
 SafetensorsContents read_safetensors(const std::string& path);
+
+// The in-memory form of read_safetensors (the fuzzer calls it): parses and validates `bytes`,
+// naming `name` in errors. Tensors view `bytes` directly and share `owner`, which must keep
+// them alive; a tensor whose bytes are not aligned to its element size is copied instead.
+SafetensorsContents parse_safetensors(std::span<const std::byte> bytes, const std::string& name,
+                                      std::shared_ptr<const void> owner);
+
+// The parsed text of a `*.safetensors.index.json`.
+struct SafetensorsIndex {
+  std::map<std::string, std::string> weight_map;  // tensor name -> shard file (relative)
+  std::optional<uint64_t> total_size;             // "metadata"."total_size", if present
+};
+// Parses and validates index JSON `text`, naming `name` in errors.
+SafetensorsIndex parse_safetensors_index(std::string_view text, const std::string& name);
 // A sharded checkpoint: reads `index_path` ({"weight_map": {name: shard}}), opens every shard
 // named there (relative to the index's folder) and checks that each shard holds exactly the
 // names the index assigns to it.
