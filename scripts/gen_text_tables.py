@@ -26,7 +26,7 @@ def main():
     line = []
     for name, value in items:
         line.append("{\"%s\", %s}" % (name, c_string(value)))
-        if len(line) == 3:
+        if len(line) == 5:
             print("    " + ", ".join(line) + ",")
             line = []
     if line:
@@ -41,7 +41,7 @@ def main():
         alt = unicodedata.normalize("NFKC", ch)
         if alt != ch:
             line.append("{0x%04X, %s}" % (cp, c_string(alt)))
-            if len(line) == 4:
+            if len(line) == 6:
                 print("    " + ", ".join(line) + ",")
                 line = []
     if line:

@@ -46,7 +46,7 @@ std::u32string decode_utf8(std::string_view text) {
       ++i;
       continue;
     }
-    bool valid = i + static_cast<size_t>(extra) < text.size() + 0;
+    bool valid = i + static_cast<size_t>(extra) < text.size();
     for (int k = 1; valid && k <= extra; ++k) {
       const auto next = static_cast<unsigned char>(text[i + static_cast<size_t>(k)]);
       if ((next & 0xC0) != 0x80) valid = false;

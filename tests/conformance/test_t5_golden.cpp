@@ -1,6 +1,8 @@
 // The umT5 encoder on the tiny checkpoint against the official T5Encoder's float32 outputs
 // (golden/t5/*.safetensors): ids [1, L], mask [1, L] in; `out` [L, dim] for every position.
 // The config in the case's meta JSON is only used to cross-check the inferred configuration.
+#include <iostream>
+
 #include <nlohmann/json.hpp>
 
 #include "backends/ops.h"

@@ -1,6 +1,7 @@
 // Every case of golden/tokenizer/cases.json: SentencePiece ids of the raw text (no cleaning, no
 // EOS) must equal the reference's exactly; and the model input built from them follows the
 // EOS/padding rule.
+#include <algorithm>
 #include <fstream>
 
 #include <nlohmann/json.hpp>
