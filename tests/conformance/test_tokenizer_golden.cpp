@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "io/safetensors.h"
 #include "test_support.h"
 #include "text/tokenizer.h"
 
@@ -35,6 +36,30 @@ TEST(TokenizerGolden, EveryCaseMatchesExactly) {
     EXPECT_TRUE(std::equal(expected.begin(), expected.begin() + static_cast<long>(kept),
                            tokens.ids.begin()));
     EXPECT_EQ(tokens.ids[kept], Tokenizer::kEosId);
+  }
+#endif
+}
+
+// The end-to-end cases record the model input ids (EOS included, no cleaning) of their prompt
+// and of their effective negative prompt (the default Chinese one where none was given).
+TEST(TokenizerGolden, EndToEndPromptIds) {
+  WANRT_REQUIRE_GOLDEN(golden);
+#if !WANRT_HAVE_SENTENCEPIECE
+  GTEST_SKIP() << "SKIPPED: built without SentencePiece";
+#else
+  const Tokenizer tokenizer(golden + "/Wan2.2-I2V-tiny/google/umt5-xxl/spiece.model");
+  for (const char* name : {"unipc_8steps", "dpmpp_6steps_guide2_4"}) {
+    const auto contents = read_safetensors(golden + "/e2e/" + name + ".safetensors");
+    const auto meta = nlohmann::json::parse(contents.metadata.at("meta"));
+    for (const auto& [text_key, ids_key] :
+         {std::pair{"prompt", "prompt_ids"}, std::pair{"n_prompt_effective", "n_prompt_ids"}}) {
+      SCOPED_TRACE(std::string(name) + " " + text_key);
+      const auto expected = meta.at(ids_key).get<std::vector<int64_t>>();
+      const auto tokens =
+          tokenizer.encode(meta.at(text_key).get<std::string>(), 512, TextCleaning::None);
+      ASSERT_EQ(tokens.length, static_cast<int64_t>(expected.size()));
+      EXPECT_TRUE(std::equal(expected.begin(), expected.end(), tokens.ids.begin()));
+    }
   }
 #endif
 }
