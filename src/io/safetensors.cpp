@@ -109,7 +109,7 @@ TensorEntry parse_entry(const std::string& file, const std::string& tensor_name,
     const std::optional<uint64_t> extent = as_unsigned(dim);
     WANRT_CHECK(extent && *extent <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max()),
                 where, "shape ", shape->dump(), " holds ", dim.dump(),
-                ", not a non-negative integer");
+                ", not an integer in [0, 2^63)");
     entry.shape.push_back(static_cast<int64_t>(*extent));
     if (*extent == 0) {
       has_zero = true;

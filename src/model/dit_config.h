@@ -8,6 +8,8 @@
 #include <array>
 #include <cstdint>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace wanrt {
 
@@ -39,9 +41,12 @@ struct DitConfig {
   static DitConfig i2v_a14b();
 
   // Checks the configuration against the checkpoint's tensor shapes (every expected tensor
-  // present with the expected shape, none unexpected); the error names the first mismatch.
+  // present with the expected shape and a float dtype, none unexpected); the error lists every
+  // mismatch with the tensor's name, its file, and the expected and actual shapes.
   void check_weights(const TensorStore& weights, const std::string& where) const;
   int64_t parameter_count() const;
+  // Every tensor this configuration needs, with its shape (PyTorch order), in module order.
+  std::vector<std::pair<std::string, std::vector<int64_t>>> expected_tensors() const;
 };
 
 }  // namespace wanrt
