@@ -19,6 +19,12 @@ function(run_wanrt expected_status)
   set(err "${err}" PARENT_SCOPE)
 endfunction()
 
+# A path as a regular expression matching itself (build folders may hold '+' or '.').
+function(regex_escape out text)
+  string(REGEX REPLACE "([][+.*()^$?|\\])" "\\\\\\1" escaped "${text}")
+  set(${out} "${escaped}" PARENT_SCOPE)
+endfunction()
+
 function(expect_match text regex what)
   if(NOT text MATCHES "${regex}")
     message(FATAL_ERROR "${what}: no match for '${regex}' in:\n${text}")
@@ -63,9 +69,11 @@ endif()
 file(REMOVE_RECURSE "${demo}/low_noise_model")
 run_wanrt(1 inspect "${demo}")
 expect_match("${out}" "Missing:" "inspect of an incomplete checkpoint")
-expect_match("${out}" "${demo}/low_noise_model" "inspect of an incomplete checkpoint")
+regex_escape(low_noise_path "${demo}/low_noise_model")
+expect_match("${out}" "${low_noise_path}" "inspect of an incomplete checkpoint")
 
 # A folder that does not exist.
 run_wanrt(1 inspect "${WORK}/does-not-exist")
-expect_match("${err}" "^wanrt: error: .*${WORK}/does-not-exist" "inspect of a missing folder")
+regex_escape(missing_path "${WORK}/does-not-exist")
+expect_match("${err}" "^wanrt: error: .*${missing_path}" "inspect of a missing folder")
 message(STATUS "cli_demo: all checks passed")
