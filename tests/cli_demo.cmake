@@ -65,6 +65,14 @@ if(EXISTS "${demo}/stale.txt")
   message(FATAL_ERROR "--force left an old file in ${demo}")
 endif()
 
+# --force never empties a folder that is not a demo checkpoint.
+file(WRITE "${WORK}/precious/weights.bin" "not a demo")
+run_wanrt(1 make-demo-checkpoint "${WORK}/precious" --force)
+expect_match("${err}" "wanrt: error: .*not one" "--force on a folder that is not a demo")
+if(NOT EXISTS "${WORK}/precious/weights.bin")
+  message(FATAL_ERROR "--force deleted a file of a folder that is not a demo checkpoint")
+endif()
+
 # An incomplete checkpoint: inspect reports what is missing, with the path, and fails.
 file(REMOVE_RECURSE "${demo}/low_noise_model")
 run_wanrt(1 inspect "${demo}")

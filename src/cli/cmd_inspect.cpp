@@ -171,7 +171,7 @@ void print_text(std::ostream& out, const InspectReport& report) {
   print_memory(out, report);
   out << "\nResult: "
       << (report.ok() ? "complete and consistent" : "NOT usable as it is (see above)")
-      << (layout.random_demo ? " (random demo weights)" : "") << "\n";
+      << (layout.random_demo ? "; RANDOM demo weights" : "") << "\n";
 }
 
 nlohmann::json component_json(const ComponentReport& c) {

@@ -163,6 +163,8 @@ TEST(DitConfig, InvalidValuesAreRejected) {
       {"num_heads", 3, "num_heads"},          // 5120 % 3 != 0
       {"dim", 5160, "num_heads"},             // 5160 / 40 = 129: odd head width
       {"dim", -5120, "dim"},
+      {"ffn_dim", int64_t{1} << 40, "ffn_dim"},
+      {"num_layers", 100000, "num_layers"},
       {"num_layers", 0, "num_layers"},
       {"model_type", "s2v", "model_type"},
       {"eps", 0, "eps"},
