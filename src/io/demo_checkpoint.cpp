@@ -2,10 +2,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
-#include <map>
+#include <unordered_map>
 
 #include "core/error.h"
 #include "io/safetensors.h"

@@ -9,6 +9,10 @@
 #include "io/checkpoint.h"
 #include "test_support.h"
 
+#ifdef WANRT_HAVE_SENTENCEPIECE
+#include <sentencepiece_processor.h>
+#endif
+
 namespace wanrt {
 namespace {
 
@@ -82,6 +86,14 @@ TEST(GoldenCheckpoint, ResolvesAndEveryComponentPassesItsChecks) {
     EXPECT_EQ(dit.in_dim, 2 * vae.z_dim + 4);  // noisy latent + mask + image latent
   }
   EXPECT_TRUE(fs::is_regular_file(layout.tokenizer_model));
+#ifdef WANRT_HAVE_SENTENCEPIECE
+  sentencepiece::SentencePieceProcessor tokenizer;
+  ASSERT_TRUE(tokenizer.Load(layout.tokenizer_model).ok()) << layout.tokenizer_model;
+  EXPECT_LE(tokenizer.GetPieceSize(), t5.vocab);  // every id must index the embedding
+  EXPECT_EQ(tokenizer.pad_id(), 0);
+  EXPECT_EQ(tokenizer.eos_id(), 1);
+  EXPECT_EQ(tokenizer.unk_id(), 2);
+#endif
 }
 
 }  // namespace
