@@ -14,7 +14,7 @@ namespace {
 constexpr size_t kMaxStackDepth = size_t{1} << 20;
 constexpr size_t kMaxMarks = size_t{1} << 16;
 constexpr size_t kMaxMemoEntries = size_t{1} << 20;
-constexpr size_t kMaxValues = size_t{1} << 22;
+constexpr size_t kMaxValues = size_t{1} << 20;
 constexpr int kHighestProtocol = 5;
 
 struct StorageClass {
@@ -189,10 +189,10 @@ class PickleMachine {
           top("BUILD");
           break;
         default:
+          // Only the opcodes torch.save uses for a state dict are understood.
           error("unsupported pickle opcode ", hex_byte(opcode),
                 opcode >= 0x20 && opcode < 0x7f ? str_cat(" ('", static_cast<char>(opcode), "')")
-                                                : std::string(),
-                "; only the opcodes of a torch state dict are understood");
+                                                : std::string());
       }
     }
   }

@@ -156,6 +156,10 @@ class PthReader {
     // A view also needs natural alignment for typed access; torch's writer gives 64 bytes.
     const bool aligned = reinterpret_cast<uintptr_t>(base) % itemsize == 0;
     if (contiguous && aligned) return Tensor::view(owner_, base, dtype, shape);
+    // A copy must not amplify the file: stride-0 broadcasts could otherwise ask for terabytes.
+    WANRT_CHECK(static_cast<uint64_t>(numel) <= storage_numel, name_, ": ", describe(),
+                " repeats elements of storage '", storage.text, "' (", numel, " elements from ",
+                storage_numel, "); overlapping strides are not supported");
     return gather(base, itemsize, dtype, shape, strides);
   }
 
