@@ -65,8 +65,11 @@ void print_pairs(std::ostream& out, const std::vector<std::pair<std::string, std
 }
 
 void print_component(std::ostream& out, const ComponentReport& c) {
-  out << "\n" << c.title << ": "
-      << (!c.present ? "NOT FOUND" : c.valid ? "OK" : "INVALID (see problems below)") << "\n";
+  const char* status = c.valid                          ? "OK"
+                       : !c.error.empty()               ? "INVALID (see problems below)"
+                       : c.present || !c.config.empty() ? "INCOMPLETE (see missing below)"
+                                                        : "NOT FOUND";
+  out << "\n" << c.title << ": " << status << "\n";
   if (c.present)
     out << "  source      " << c.source << "\n              " << c.format << ", " << c.file_count
         << (c.file_count == 1 ? " file, " : " files, ") << human_bytes(c.bytes_on_disk)
@@ -89,7 +92,7 @@ void print_memory(std::ostream& out, const InspectReport& report) {
                                     &report.vae};
   out << "\nGPU memory for the weights (1 GB = 10^9 bytes):\n";
   char line[160];
-  std::snprintf(line, sizeof line, "  %-40s %14s %14s %14s\n", "", "bf16", "int8", "fp8");
+  std::snprintf(line, sizeof line, "  %-46s %14s %14s %14s\n", "", "bf16", "int8", "fp8");
   out << line;
   WeightMemory total;
   uint64_t largest_expert_bf16 = 0, largest_expert_int8 = 0;
@@ -97,7 +100,7 @@ void print_memory(std::ostream& out, const InspectReport& report) {
   for (const ComponentReport* part : parts) {
     if (!part->memory_known) {
       all_known = false;
-      std::snprintf(line, sizeof line, "  %-40s %14s\n", part->title.c_str(), "(unknown)");
+      std::snprintf(line, sizeof line, "  %-46s %14s\n", part->title.c_str(), "(unknown)");
       out << line;
       continue;
     }
@@ -107,13 +110,13 @@ void print_memory(std::ostream& out, const InspectReport& report) {
       largest_expert_bf16 = std::max(largest_expert_bf16, part->memory.bf16);
       largest_expert_int8 = std::max(largest_expert_int8, part->memory.int8);
     }
-    std::snprintf(line, sizeof line, "  %-40s %14s %14s %14s\n", part->title.c_str(),
+    std::snprintf(line, sizeof line, "  %-46s %14s %14s %14s\n", part->title.c_str(),
                   human_bytes(part->memory.bf16).c_str(), human_bytes(part->memory.int8).c_str(),
                   human_bytes(part->memory.int8).c_str());
     out << line;
   }
   const char* qualifier = all_known ? "" : " (known parts)";
-  std::snprintf(line, sizeof line, "  %-40s %14s %14s %14s\n",
+  std::snprintf(line, sizeof line, "  %-46s %14s %14s %14s\n",
                 str_cat("both experts resident + T5 + VAE", qualifier).c_str(),
                 human_bytes(total.bf16).c_str(), human_bytes(total.int8).c_str(),
                 human_bytes(total.int8).c_str());
@@ -122,7 +125,7 @@ void print_memory(std::ostream& out, const InspectReport& report) {
                             report.low_noise.memory.bf16 + largest_expert_bf16;
   const uint64_t one_int8 = total.int8 - report.high_noise.memory.int8 -
                             report.low_noise.memory.int8 + largest_expert_int8;
-  std::snprintf(line, sizeof line, "  %-40s %14s %14s %14s\n",
+  std::snprintf(line, sizeof line, "  %-46s %14s %14s %14s\n",
                 str_cat("one expert at a time + T5 + VAE", qualifier).c_str(),
                 human_bytes(one_bf16).c_str(), human_bytes(one_int8).c_str(),
                 human_bytes(one_int8).c_str());
@@ -168,7 +171,7 @@ void print_text(std::ostream& out, const InspectReport& report) {
   print_memory(out, report);
   out << "\nResult: "
       << (report.ok() ? "complete and consistent" : "NOT usable as it is (see above)")
-      << (layout.random_demo ? " (random demo weights)" : "") << "\n";
+      << (layout.random_demo ? "; RANDOM demo weights" : "") << "\n";
 }
 
 nlohmann::json component_json(const ComponentReport& c) {

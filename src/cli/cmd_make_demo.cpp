@@ -9,6 +9,7 @@
 
 #include "cli/commands.h"
 #include "core/error.h"
+#include "io/checkpoint.h"
 #include "io/demo_checkpoint.h"
 
 namespace wanrt::cli {
@@ -22,19 +23,24 @@ struct MakeDemoOptions {
   bool force = false;
 };
 
-int run_make_demo(const MakeDemoOptions& options) {
+int make_demo(const MakeDemoOptions& options) {
   std::error_code ec;
   if (fs::exists(options.dir, ec)) {
     WANRT_CHECK(fs::is_directory(options.dir, ec), options.dir,
                 ": exists and is not a folder; give a new or empty folder");
     const bool empty = fs::is_empty(options.dir, ec);
     WANRT_CHECK(!ec, options.dir, ": cannot read the folder (", ec.message(), ")");
-    // --force replaces the folder's contents entirely, so no stale file of an earlier layout
-    // (an old single-file expert, say) can survive next to the new demo files.
     WANRT_CHECK(empty || options.force, options.dir,
-                ": the folder is not empty; choose an empty folder, or pass --force to delete "
-                "its contents and write the demo checkpoint there");
+                ": the folder is not empty; choose an empty folder, or pass --force to replace "
+                "an earlier demo checkpoint there");
     if (!empty) {
+      // --force empties the folder, so no stale file of an earlier layout (an old single-file
+      // expert, say) survives next to the new files; but only a folder that is itself a demo
+      // checkpoint, so a mistyped path can never delete real weights or anything else.
+      WANRT_CHECK(resolve_checkpoint(options.dir).random_demo, options.dir,
+                  ": --force only replaces a demo checkpoint written by wanrt (its README.txt "
+                  "says RANDOM WEIGHTS), and this folder is not one; choose another folder, or "
+                  "empty this one yourself");
       for (const auto& entry : fs::directory_iterator(options.dir)) fs::remove_all(entry.path());
     }
   }
@@ -54,6 +60,16 @@ int run_make_demo(const MakeDemoOptions& options) {
   return 0;
 }
 
+int run_make_demo(const MakeDemoOptions& options) {
+  try {
+    return make_demo(options);
+  } catch (const fs::filesystem_error& e) {
+    // Permissions, read-only disks, ...: said in the user's terms, with the path.
+    fail(options.dir, ": cannot write the demo checkpoint (", e.code().message(), ": ",
+         e.path1().string(), ")");
+  }
+}
+
 }  // namespace
 
 Subcommand add_make_demo_command(CLI::App& app) {
@@ -63,7 +79,8 @@ Subcommand add_make_demo_command(CLI::App& app) {
       "Write a tiny RANDOM-weight checkpoint in the Wan2.2-I2V-A14B layout, for testing");
   command->add_option("DIR", options->dir, "folder to write (created if missing)")->required();
   command->add_option("--seed", options->seed, "random seed of the weights (default 0)");
-  command->add_flag("--force", options->force, "replace the contents of a non-empty DIR");
+  command->add_flag("--force", options->force,
+                    "replace an earlier demo checkpoint in DIR (other folders are never emptied)");
   return {command, [options] { return run_make_demo(*options); }};
 }
 

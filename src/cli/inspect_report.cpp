@@ -161,6 +161,9 @@ void check_consistency(InspectReport& report, const std::optional<DitConfig>& hi
                        "must share inputs and outputs");
   for (const auto* dit : {high ? &*high : nullptr, low ? &*low : nullptr}) {
     if (!dit) continue;
+    if (dit->model_type != "i2v")
+      warnings.push_back(str_cat("model_type is \"", dit->model_type,
+                                 "\"; wanrt runs the image-to-video I2V-A14B pipeline (\"i2v\")"));
     if (t5 && t5->dim != dit->text_dim)
       warnings.push_back(str_cat("the umT5 encoder outputs width ", t5->dim,
                                  " but the DiT expects text_dim ", dit->text_dim));

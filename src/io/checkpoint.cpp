@@ -1,7 +1,5 @@
 #include "io/checkpoint.h"
 
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
@@ -39,21 +37,9 @@ std::string download_hint(const std::string& root) {
 
 // The shard files named by a sharded expert's index, in sorted order.
 std::vector<std::string> shards_named_by_index(const fs::path& index_path) {
-  nlohmann::json index;
-  try {
-    index = nlohmann::json::parse(read_text(index_path));
-  } catch (const nlohmann::json::exception& e) {
-    fail(index_path.string(), ": not valid JSON (", e.what(), ")");
-  }
-  WANRT_CHECK(index.is_object() && index.contains("weight_map") && index["weight_map"].is_object(),
-              index_path.string(), ": has no \"weight_map\" object (expected {\"weight_map\": "
-              "{tensor: shard file}})");
+  const SafetensorsIndex index = parse_safetensors_index(read_text(index_path), index_path.string());
   std::set<std::string> shards;
-  for (const auto& item : index["weight_map"].items()) {
-    WANRT_CHECK(item.value().is_string(), index_path.string(), ": weight_map entry \"",
-                item.key(), "\" is not a file name");
-    shards.insert(item.value().get<std::string>());
-  }
+  for (const auto& entry : index.weight_map) shards.insert(entry.second);
   return {shards.begin(), shards.end()};
 }
 

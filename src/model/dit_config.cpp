@@ -138,11 +138,19 @@ DitConfig DitConfig::from_json_text(const std::string& text, const std::string& 
       {"text_len", config.text_len}, {"in_dim", config.in_dim},       {"dim", config.dim},
       {"ffn_dim", config.ffn_dim},   {"freq_dim", config.freq_dim},   {"text_dim", config.text_dim},
       {"out_dim", config.out_dim},   {"num_heads", config.num_heads}, {"num_layers", config.num_layers}};
-  for (const auto& [key, value] : sizes)
+  // The bound keeps parameter counts far from int64 overflow; real sizes are below 2^15.
+  constexpr int64_t kLargestSize = int64_t{1} << 20;
+  for (const auto& [key, value] : sizes) {
     if (value <= 0) reader.value_error(key, str_cat("must be positive, found ", value));
+    if (value > kLargestSize)
+      reader.value_error(key, str_cat("is implausibly large (", value, " > ", kLargestSize, ")"));
+  }
+  if (config.num_layers > 1024)
+    reader.value_error("num_layers", str_cat("is implausibly large (", config.num_layers,
+                                             " > 1024)"));
   for (int64_t p : config.patch_size)
-    if (p <= 0)
-      reader.value_error("patch_size", str_cat("must hold positive sizes, found [",
+    if (p <= 0 || p > 64)
+      reader.value_error("patch_size", str_cat("must hold sizes from 1 to 64, found [",
                                                config.patch_size[0], ", ", config.patch_size[1],
                                                ", ", config.patch_size[2], "]"));
   for (int64_t w : config.window_size)

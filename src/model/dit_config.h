@@ -2,7 +2,10 @@
 //
 // Keys absent from the file take the WanModel constructor defaults (spec §1.1): patch_size,
 // text_dim, window_size, qk_norm and cross_attn_norm are never written by diffusers, so the
-// real I2V-A14B config.json lacks them. Keys beginning with "_" are metadata and ignored.
+// real I2V-A14B config.json lacks them. The sizes every real file has (model_type, in_dim, dim,
+// ffn_dim, freq_dim, out_dim, num_heads, num_layers) are required: a defaulted width would
+// silently build a different network. Keys beginning with "_" are metadata and ignored;
+// other unknown keys draw a warning on stderr.
 #pragma once
 
 #include <array>
