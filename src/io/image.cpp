@@ -1,6 +1,7 @@
 #include "io/image.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <csetjmp>
 #include <cstdio>
 #include <cstring>
