@@ -89,8 +89,8 @@ std::unique_ptr<I2VPipeline> I2VPipeline::load(const std::string& checkpoint_dir
   m.layout = resolve_checkpoint(checkpoint_dir);
   require_complete(m.layout);
   m.tokenizer = std::make_unique<Tokenizer>(m.layout.tokenizer_model);
-  m.t5 = std::make_unique<T5Encoder>(open_weights(m.layout.t5.front()), ops);
-  m.vae = std::make_unique<WanVae>(WanVae::load(ops, open_weights(m.layout.vae.front())));
+  m.t5 = std::make_unique<T5Encoder>(open_weights(*m.layout.t5), ops);
+  m.vae = std::make_unique<WanVae>(WanVae::load(ops, open_weights(*m.layout.vae)));
   auto load_expert = [&](const ExpertLayout& expert) {
     const DitConfig config = load_expert_config(expert);
     WANRT_CHECK(config.model_type == "i2v", expert.config_path, ": model_type is '",
