@@ -1,5 +1,5 @@
 // libFuzzer target: arbitrary bytes through the pickle machine alone (data.pkl of a .pth).
-// Only wanrt::Error may escape. Seeds: fuzz/seeds/fuzz_pickle/ (pickles of state dicts as
+// Only wanrt::Error may escape. Seeds: fuzz/corpus/fuzz_pickle/ (pickles of state dicts as
 // write_pth writes them).
 #include <cstddef>
 #include <cstdint>

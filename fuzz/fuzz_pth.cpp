@@ -1,7 +1,7 @@
 // libFuzzer target: arbitrary bytes as a .pth file through the whole reader (ZIP directory,
 // pickle machine, storage checks, tensor views and strided copies). Only wanrt::Error may
 // escape; any crash, sanitizer report, leak or other exception is a bug.
-// Seeds: fuzz/seeds/fuzz_pth/ (archives written by write_pth: plain, forced ZIP64, shared
+// Seeds: fuzz/corpus/fuzz_pth/ (archives written by write_pth: plain, forced ZIP64, shared
 // storage with offsets and strides).
 #include <cstddef>
 #include <cstdint>

@@ -84,7 +84,7 @@ std::vector<std::pair<std::string, std::string>> describe_dit_config(const DitCo
 ComponentReport inspect_expert(const ExpertLayout& expert, std::optional<DitConfig>& config) {
   ComponentReport report;
   report.title = expert.name;
-  if (!expert.weights.empty()) describe_source(report, expert.weights.front());
+  if (expert.weights) describe_source(report, *expert.weights);
   if (expert.config_path.empty()) return report;
   try {
     config = load_expert_config(expert);
@@ -92,10 +92,10 @@ ComponentReport inspect_expert(const ExpertLayout& expert, std::optional<DitConf
     report.parameters = config->parameter_count();
     report.memory = weight_memory(config->expected_tensors(), true);
     report.memory_known = true;
-    if (expert.weights.empty()) return report;
-    const TensorStore weights = open_weights(expert.weights.front());
+    if (!expert.weights) return report;
+    const TensorStore weights = open_weights(*expert.weights);
     describe_tensors(report, weights);
-    config->check_weights(weights, expert.weights.front().path);
+    config->check_weights(weights, expert.weights->path);
     report.valid = true;
   } catch (const Error& e) {
     report.error = e.what();
@@ -104,18 +104,18 @@ ComponentReport inspect_expert(const ExpertLayout& expert, std::optional<DitConf
 }
 
 template <typename Config, typename Infer, typename Describe>
-ComponentReport inspect_component(const char* title, const std::vector<WeightSource>& sources,
+ComponentReport inspect_component(const char* title, const std::optional<WeightSource>& source,
                                   bool quantizable, std::optional<Config>& config, Infer infer,
                                   Describe describe) {
   ComponentReport report;
   report.title = title;
-  if (sources.empty()) return report;
-  describe_source(report, sources.front());
+  if (!source) return report;
+  describe_source(report, *source);
   try {
-    const TensorStore weights = open_weights(sources.front());
+    const TensorStore weights = open_weights(*source);
     describe_tensors(report, weights);
     report.parameters = weights.total_params();
-    config = infer(weights, sources.front().path);
+    config = infer(weights, source->path);
     report.config = describe(*config);
     report.memory = weight_memory(config->expected_tensors(), quantizable);
     report.memory_known = true;

@@ -84,9 +84,9 @@ void resolve_expert(CheckpointLayout& layout, ExpertLayout& expert, const char* 
       layout.missing.push_back({str_cat(description, " weight index"), index.string(),
                                 str_cat(e.what(), "; download the index again")});
     }
-    if (weights_ok) expert.weights.push_back(std::move(source));
+    if (weights_ok) expert.weights = std::move(source);
   } else if (is_file(single)) {
-    expert.weights.push_back({single.string(), WeightFormat::Safetensors, {single.string()}});
+    expert.weights = WeightSource{single.string(), WeightFormat::Safetensors, {single.string()}};
     weights_ok = true;
   } else {
     std::vector<std::string> candidates;
@@ -95,7 +95,7 @@ void resolve_expert(CheckpointLayout& layout, ExpertLayout& expert, const char* 
         candidates.push_back(entry.path().string());
     std::sort(candidates.begin(), candidates.end());
     if (candidates.size() == 1) {
-      expert.weights.push_back({candidates[0], WeightFormat::Safetensors, {candidates[0]}});
+      expert.weights = WeightSource{candidates[0], WeightFormat::Safetensors, {candidates[0]}};
       layout.notes.push_back(str_cat(name, ": using the only .safetensors file there, ",
                                      candidates[0]));
       weights_ok = true;
@@ -115,20 +115,20 @@ void resolve_expert(CheckpointLayout& layout, ExpertLayout& expert, const char* 
 
 // A component stored as STEM.pth or STEM.safetensors at the root; .pth (the official file)
 // wins when both exist.
-void resolve_single_file(CheckpointLayout& layout, std::vector<WeightSource>& out,
+void resolve_single_file(CheckpointLayout& layout, std::optional<WeightSource>& out,
                          const char* stem, const char* description) {
   const fs::path pth = fs::path(layout.root) / str_cat(stem, ".pth");
   const fs::path safetensors = fs::path(layout.root) / str_cat(stem, ".safetensors");
   const bool have_pth = is_file(pth);
   const bool have_safetensors = is_file(safetensors);
   if (have_pth) {
-    out.push_back({pth.string(), WeightFormat::Pth, {pth.string()}});
+    out = WeightSource{pth.string(), WeightFormat::Pth, {pth.string()}};
     if (have_safetensors)
       layout.notes.push_back(str_cat(description, ": both ", pth.filename().string(), " and ",
                                      safetensors.filename().string(),
                                      " exist; using the .pth (the official file)"));
   } else if (have_safetensors) {
-    out.push_back({safetensors.string(), WeightFormat::Safetensors, {safetensors.string()}});
+    out = WeightSource{safetensors.string(), WeightFormat::Safetensors, {safetensors.string()}};
   } else {
     layout.missing.push_back({description, pth.string(),
                               str_cat("download ", pth.filename().string(),
@@ -203,10 +203,10 @@ DitConfig load_expert_config(const ExpertLayout& expert) {
 }
 
 TensorStore load_expert_weights(const ExpertLayout& expert, const DitConfig& config) {
-  WANRT_CHECK(!expert.weights.empty(), expert.folder, ": no weights found (expected ",
+  WANRT_CHECK(expert.weights.has_value(), expert.folder, ": no weights found (expected ",
               kDitIndexName, " with its shards, or ", kDitSingleName, ")");
-  TensorStore weights = open_weights(expert.weights.front());
-  config.check_weights(weights, expert.weights.front().path);
+  TensorStore weights = open_weights(*expert.weights);
+  config.check_weights(weights, expert.weights->path);
   return weights;
 }
 

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -49,7 +50,7 @@ struct ExpertLayout {
   std::string folder;  // root/name
   bool found = false;  // config.json and weights both present
   std::string config_path;            // empty when missing
-  std::vector<WeightSource> weights;  // empty when missing; at most one
+  std::optional<WeightSource> weights;  // absent when missing
 };
 
 struct MissingPart {
@@ -62,8 +63,8 @@ struct CheckpointLayout {
   std::string root;
   ExpertLayout high_noise;
   ExpertLayout low_noise;
-  std::vector<WeightSource> t5;   // empty when missing; at most one
-  std::vector<WeightSource> vae;  // empty when missing; at most one
+  std::optional<WeightSource> t5;   // absent when missing
+  std::optional<WeightSource> vae;  // absent when missing
   std::string tokenizer_model;    // spiece.model path, empty when missing
   std::vector<MissingPart> missing;
   std::vector<std::string> notes;  // choices made ("both .pth and .safetensors: using .pth")

@@ -90,7 +90,7 @@ ExpectedTensors T5CheckpointConfig::expected_tensors() const {
 T5CheckpointConfig infer_t5_config(const TensorStore& weights, const std::string& where) {
   constexpr const char* kWhat = "a umT5 encoder state dict";
   T5CheckpointConfig config;
-  const Tensor& embedding = anchor(weights, "token_embedding.weight", 2, where, kWhat);
+  const Tensor embedding = anchor(weights, "token_embedding.weight", 2, where, kWhat);
   config.vocab = embedding.size(0);
   config.dim = embedding.size(1);
   config.num_layers = count_indexed(weights, "blocks.");
@@ -101,7 +101,7 @@ T5CheckpointConfig infer_t5_config(const TensorStore& weights, const std::string
   // The number of heads appears only as the width of the relative-position bias table
   // [num_buckets, num_heads]; dim_attn alone does not determine it.
   config.shared_pos = weights.contains("pos_embedding.embedding.weight");
-  const Tensor& bias_table =
+  const Tensor bias_table =
       anchor(weights, config.shared_pos ? "pos_embedding.embedding.weight"
                                         : "blocks.0.pos_embedding.embedding.weight",
              2, where, kWhat);

@@ -1,6 +1,7 @@
 #include "io/image.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <csetjmp>
 #include <cstdio>
 #include <cstring>
@@ -57,8 +58,9 @@ struct JpegErrorManager {
   std::jmp_buf jump;
   char message[JMSG_LENGTH_MAX];
   // Set once every scanline is decoded: what follows (a missing EOI, trailing junk) cannot
-  // change the pixels, so it is not worth refusing the image for.
-  bool pixels_complete = false;
+  // change the pixels, so it is not worth refusing the image for. Volatile: it is written
+  // after setjmp and read after the longjmp, in the same frame.
+  volatile bool pixels_complete = false;
 };
 
 [[noreturn]] void on_jpeg_error(j_common_ptr cinfo) {

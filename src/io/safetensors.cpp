@@ -204,8 +204,9 @@ void write_all(int fd, const void* data, size_t size, const std::string& path) {
   while (size > 0) {
     const ssize_t written = ::write(fd, cursor, std::min<size_t>(size, size_t{1} << 30));
     if (written < 0) {
-      if (errno == EINTR) continue;
-      fail(path, ": write failed (", std::strerror(errno), ")");
+      const int error = errno;
+      if (error == EINTR) continue;
+      fail(path, ": write failed (", std::strerror(error), ")");
     }
     cursor += written;
     size -= static_cast<size_t>(written);
@@ -226,9 +227,11 @@ class TemporaryFile {
       fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
       if (fd_ < 0 && errno != EEXIST) break;
     }
-    if (fd_ < 0)
-      fail(destination, ": cannot create the temporary file ", path_, " (", std::strerror(errno),
+    if (fd_ < 0) {
+      const int error = errno;
+      fail(destination, ": cannot create the temporary file ", path_, " (", std::strerror(error),
            ")");
+    }
   }
   ~TemporaryFile() {
     if (fd_ >= 0) ::close(fd_);

@@ -61,18 +61,18 @@ TEST(GoldenCheckpoint, ResolvesAndEveryComponentPassesItsChecks) {
   // Both experts of I2V-A14B share one architecture (spec §1.1).
   EXPECT_EQ(experts[0].expected_tensors(), experts[1].expected_tensors());
 
-  ASSERT_EQ(layout.t5.size(), 1u);
-  const TensorStore t5_weights = open_weights(layout.t5[0]);
-  const T5CheckpointConfig t5 = infer_t5_config(t5_weights, layout.t5[0].path);
+  ASSERT_TRUE(layout.t5.has_value());
+  const TensorStore t5_weights = open_weights(*layout.t5);
+  const T5CheckpointConfig t5 = infer_t5_config(t5_weights, layout.t5->path);
   EXPECT_EQ(names_of(t5.expected_tensors()), names_of(t5_weights));
   EXPECT_EQ(t5_weights.size(), 2 + 10 * static_cast<size_t>(t5.num_layers));  // spec §4.6
   EXPECT_EQ(t5_weights.total_params(), expected_parameter_count(t5.expected_tensors()));
   EXPECT_FALSE(t5.shared_pos);
   EXPECT_EQ(dtypes_of(t5_weights), std::set<DType>{DType::BF16});  // spec §4.6: all BF16
 
-  ASSERT_EQ(layout.vae.size(), 1u);
-  const TensorStore vae_weights = open_weights(layout.vae[0]);
-  const VaeCheckpointConfig vae = infer_vae_config(vae_weights, layout.vae[0].path);
+  ASSERT_TRUE(layout.vae.has_value());
+  const TensorStore vae_weights = open_weights(*layout.vae);
+  const VaeCheckpointConfig vae = infer_vae_config(vae_weights, layout.vae->path);
   EXPECT_EQ(names_of(vae.expected_tensors()), names_of(vae_weights));
   EXPECT_EQ(vae_weights.size(), 194u);  // the Wan2.1 VAE structure has 194 tensors at any width
   EXPECT_EQ(vae.dim_mult, (std::vector<int64_t>{1, 2, 4, 4}));

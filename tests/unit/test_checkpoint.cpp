@@ -195,13 +195,13 @@ TEST(CheckpointLayout, DemoCheckpointResolvesCompletely) {
   EXPECT_TRUE(layout.random_demo);
   EXPECT_TRUE(layout.high_noise.found);
   EXPECT_TRUE(layout.low_noise.found);
-  ASSERT_EQ(layout.high_noise.weights.size(), 1u);
-  EXPECT_EQ(layout.high_noise.weights[0].format, WeightFormat::SafetensorsSharded);
-  EXPECT_EQ(layout.high_noise.weights[0].files.size(), 2u);
-  ASSERT_EQ(layout.t5.size(), 1u);
-  EXPECT_EQ(layout.t5[0].format, WeightFormat::Pth);
-  ASSERT_EQ(layout.vae.size(), 1u);
-  EXPECT_EQ(layout.vae[0].format, WeightFormat::Pth);
+  ASSERT_TRUE(layout.high_noise.weights.has_value());
+  EXPECT_EQ(layout.high_noise.weights->format, WeightFormat::SafetensorsSharded);
+  EXPECT_EQ(layout.high_noise.weights->files.size(), 2u);
+  ASSERT_TRUE(layout.t5.has_value());
+  EXPECT_EQ(layout.t5->format, WeightFormat::Pth);
+  ASSERT_TRUE(layout.vae.has_value());
+  EXPECT_EQ(layout.vae->format, WeightFormat::Pth);
 #ifdef WANRT_HAVE_SENTENCEPIECE
   EXPECT_TRUE(layout.complete()) << all_missing(layout);
   EXPECT_NO_THROW(require_complete(layout));
@@ -273,17 +273,17 @@ TEST(CheckpointLayout, SafetensorsComponentsAndPthPreference) {
   write_safetensors(t5_st, tensors);
 
   CheckpointLayout layout = resolve_checkpoint(dir);
-  ASSERT_EQ(layout.t5.size(), 1u);
-  EXPECT_EQ(layout.t5[0].path, t5_pth);  // both present: the official .pth wins
+  ASSERT_TRUE(layout.t5.has_value());
+  EXPECT_EQ(layout.t5->path, t5_pth);  // both present: the official .pth wins
   ASSERT_EQ(layout.notes.size(), 1u);
   EXPECT_NE(layout.notes[0].find("using the .pth"), std::string::npos) << layout.notes[0];
 
   fs::remove(t5_pth);
   layout = resolve_checkpoint(dir);
-  ASSERT_EQ(layout.t5.size(), 1u);
-  EXPECT_EQ(layout.t5[0].path, t5_st);
-  EXPECT_EQ(layout.t5[0].format, WeightFormat::Safetensors);
-  const TensorStore reopened = open_weights(layout.t5[0]);
+  ASSERT_TRUE(layout.t5.has_value());
+  EXPECT_EQ(layout.t5->path, t5_st);
+  EXPECT_EQ(layout.t5->format, WeightFormat::Safetensors);
+  const TensorStore reopened = open_weights(*layout.t5);
   EXPECT_EQ(infer_t5_config(reopened, t5_st).dim, demo_t5_config().dim);
 }
 
@@ -299,7 +299,7 @@ TEST(CheckpointLayout, SingleFileExpertAndAmbiguousShards) {
 
   CheckpointLayout layout = resolve_checkpoint(dir);
   ASSERT_TRUE(layout.high_noise.found);
-  EXPECT_EQ(layout.high_noise.weights[0].format, WeightFormat::Safetensors);
+  EXPECT_EQ(layout.high_noise.weights->format, WeightFormat::Safetensors);
   const DitConfig config = load_expert_config(layout.high_noise);
   EXPECT_NO_THROW(load_expert_weights(layout.high_noise, config));
 
@@ -334,8 +334,8 @@ TEST(DemoCheckpoint, EveryComponentLoadsAndFitsTheNext) {
     EXPECT_EQ(weights.get("blocks.0.ffn.0.weight").dtype(), DType::BF16);
     experts.push_back(config);
   }
-  const T5CheckpointConfig t5 = infer_t5_config(open_weights(layout.t5[0]), layout.t5[0].path);
-  const VaeCheckpointConfig vae = infer_vae_config(open_weights(layout.vae[0]), layout.vae[0].path);
+  const T5CheckpointConfig t5 = infer_t5_config(open_weights(*layout.t5), layout.t5->path);
+  const VaeCheckpointConfig vae = infer_vae_config(open_weights(*layout.vae), layout.vae->path);
   EXPECT_EQ(t5.dim, demo_t5_config().dim);
   EXPECT_EQ(t5.num_heads, demo_t5_config().num_heads);
   EXPECT_EQ(vae.dim_mult, demo_vae_config().dim_mult);

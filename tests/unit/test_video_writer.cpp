@@ -232,7 +232,10 @@ TEST_F(VideoWriter, AviHeaderIndexAndFramesAreRight) {
     video_frame_rgb8(video, f, expected);
     EXPECT_LT(mean_abs_difference(decoded.pixels, expected), 3.0) << "frame " << f;
   }
-  if (!have_program("ffprobe")) GTEST_SKIP() << "SKIPPED the ffprobe cross-check: no ffprobe";
+  if (!have_program("ffprobe")) {  // the checks above stand; only the cross-check is missing
+    std::printf("NOTE: ffprobe cross-check of the AVI skipped: no ffprobe program\n");
+    return;
+  }
   const std::string probe = run_command(
       "ffprobe -v error -count_frames -select_streams v:0 -show_entries "
       "stream=codec_name,width,height,r_frame_rate,nb_read_frames -of csv=p=0 '" + result.path + "'");

@@ -1,0 +1,86 @@
+// CudaOps: the class behind make_cuda_ops(). Its op families live in separate files:
+//   cuda_ops.cpp          construction, streams and handles, memory, embedding, collectives
+//   cuda_linear.cpp       linear through cuBLASLt (epilogues, algorithm cache per shape)
+//   cuda_layout.cu        patchify, unpatchify, pad_rows, concat_rows, rows
+//   cuda_norms.cu         layer_norm, layer_norm_modulate, rms_norm
+//   cuda_elementwise.cu   activation, add, mul, add_gated_, rope_
+//   cuda_attention.cu     flash attention (bf16 tensor cores, online softmax, key-length mask)
+//   cuda_video.cu         conv3d, channel_rms_norm, upsample_nearest_2x, frames, concat_frames,
+//                         transpose
+// All work is queued on one stream (`stream()`); ops never synchronise except download().
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <map>
+#include <memory>
+#include <tuple>
+
+#include "backends/cuda/cuda_ops.h"
+
+namespace wanrt {
+
+class CublasLtContext;  // cuda_linear.cpp
+
+class CudaOps final : public Ops {
+ public:
+  CudaOps(int device, std::shared_ptr<Communicator> comm);
+  ~CudaOps() override;
+  std::string name() const override { return "cuda"; }
+  cudaStream_t stream() const { return stream_; }
+  int device() const { return device_; }
+
+  Tensor upload(const Tensor& host) override;
+  Tensor upload_weight(const Tensor& host) override;
+  Tensor download(const Tensor& tensor) override;
+  Tensor zeros(Shape shape) override;
+
+  Tensor linear(const Tensor& x, const Tensor& weight, const Tensor* bias,
+                const LinearOptions& options) override;
+  Tensor layer_norm(const Tensor& x, float eps, const Tensor* weight, const Tensor* bias) override;
+  Tensor layer_norm_modulate(const Tensor& x, const Tensor& shift, const Tensor& scale,
+                             float eps) override;
+  Tensor rms_norm(const Tensor& x, const Tensor& weight, float eps) override;
+  Tensor activation(const Tensor& x, Activation act) override;
+  Tensor add(const Tensor& a, const Tensor& b) override;
+  Tensor mul(const Tensor& a, const Tensor& b) override;
+  void add_gated_(Tensor& x, const Tensor& y, const Tensor* gate) override;
+
+  void rope_(Tensor& x, const Tensor& table) override;
+  Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v,
+                   const AttentionOptions& options) override;
+  Tensor embedding(const Tensor& table, const Tensor& ids) override;
+
+  Tensor conv3d(const Tensor& x, const Tensor& weight, const Tensor* bias,
+                const Conv3dOptions& options) override;
+  Tensor channel_rms_norm(const Tensor& x, const Tensor& gamma) override;
+  Tensor upsample_nearest_2x(const Tensor& x) override;
+  Tensor frames(const Tensor& x, int64_t begin, int64_t end) override;
+  Tensor concat_frames(const Tensor& a, const Tensor& b) override;
+  Tensor transpose(const Tensor& x) override;
+
+  Tensor patchify(const Tensor& video, int64_t ph, int64_t pw) override;
+  Tensor unpatchify(const Tensor& tokens, int64_t channels, int64_t frames, int64_t h, int64_t w,
+                    int64_t ph, int64_t pw) override;
+  Tensor pad_rows(const Tensor& x, int64_t rows) override;
+  Tensor concat_rows(const Tensor& a, const Tensor& b) override;
+  Tensor rows(const Tensor& x, int64_t begin, int64_t end) override;
+
+  Tensor sequence_to_heads(const Tensor& x) override;
+  Tensor heads_to_sequence(const Tensor& x) override;
+  Tensor all_gather_rows(const Tensor& x) override;
+  int rank() const override;
+  int world_size() const override;
+
+ private:
+  int device_ = 0;
+  cudaStream_t stream_ = nullptr;
+  std::shared_ptr<Communicator> comm_;
+  std::unique_ptr<CublasLtContext> cublaslt_;
+};
+
+// Argument check shared by the CUDA op files: a contiguous device tensor of a float dtype
+// (F32 or BF16); `what` names the argument in the error.
+const Tensor& expect_device_float(const Tensor& t, const char* what);
+
+}  // namespace wanrt
