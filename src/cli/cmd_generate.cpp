@@ -220,7 +220,7 @@ int run_generate(GenerateOptions options) {
             << ": area " << max_area << ", the image's aspect ratio)\n"
             << "  prompt      " << prompt << "\n"
             << "  negative    "
-            << (trim(options.n_prompt).empty() ? "(the default negative prompt)" : options.n_prompt)
+            << (options.n_prompt.empty() ? "(the default negative prompt)" : options.n_prompt)
             << "\n"
             << "  sampling    " << options.sample_solver << ", " << options.sample_steps
             << " steps, shift " << options.sample_shift << ", guide scale " << guide.low_noise
