@@ -1,8 +1,11 @@
 // `wanrt make-demo-checkpoint DIR [--seed N] [--force]`: a tiny random-weight checkpoint in
-// the real layout, for testing the engine without the 126 GB download.
+// the real layout, for testing the engine without the 126 GB download, and an example input
+// image (DIR/example.png) to try `wanrt generate` with.
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <iostream>
 #include <memory>
@@ -11,11 +14,38 @@
 #include "core/error.h"
 #include "io/checkpoint.h"
 #include "io/demo_checkpoint.h"
+#include "io/image.h"
 
 namespace wanrt::cli {
 namespace {
 
 namespace fs = std::filesystem;
+
+// The example input image a demo checkpoint comes with, so `wanrt generate` can be tried
+// without bringing a picture: a procedural 4:3 scene (sky gradient, sun, striped ground).
+constexpr const char* kExampleImageName = "example.png";
+constexpr int64_t kExampleWidth = 160, kExampleHeight = 120;
+
+std::vector<uint8_t> example_image_pixels() {
+  std::vector<uint8_t> rgb(static_cast<size_t>(kExampleWidth * kExampleHeight * 3));
+  const auto byte = [](double value) {
+    return static_cast<uint8_t>(std::clamp(value, 0.0, 255.0));
+  };
+  for (int64_t y = 0; y < kExampleHeight; ++y)
+    for (int64_t x = 0; x < kExampleWidth; ++x) {
+      const double u = static_cast<double>(x) / kExampleWidth;
+      const double v = static_cast<double>(y) / kExampleHeight;
+      double r = 90 + 100 * v, g = 150 + 60 * v, b = 235 - 40 * v;  // sky
+      if (std::hypot(u - 0.72, v - 0.28) < 0.12) r = 250, g = 210, b = 60;  // sun
+      if (v > 0.62) {  // ground, with stripes that converge towards the horizon
+        const double stripe = std::sin(40.0 * (u - 0.5) / (v - 0.55));
+        r = 60 + 30 * stripe, g = 140 + 40 * stripe, b = 60;
+      }
+      uint8_t* pixel = &rgb[static_cast<size_t>((y * kExampleWidth + x) * 3)];
+      pixel[0] = byte(r), pixel[1] = byte(g), pixel[2] = byte(b);
+    }
+  return rgb;
+}
 
 struct MakeDemoOptions {
   std::string dir;
@@ -53,6 +83,15 @@ int make_demo(const MakeDemoOptions& options) {
             << "Its weights are RANDOM: it is for testing the engine, and generated videos are "
                "noise by design.\n"
             << "Run `wanrt inspect " << options.dir << "` to see what it holds.\n";
+  if (have_png_support()) {
+    const std::string image = (fs::path(options.dir) / kExampleImageName).string();
+    write_png(image, example_image_pixels(), kExampleWidth, kExampleHeight);
+    std::cout << "Wrote an example input image, " << image << "; try\n  wanrt generate --ckpt_dir "
+              << options.dir << " --image " << image
+              << " --prompt \"a sunny field\" --size 128*96 --frame_num 5 --sample_steps 4\n";
+  } else {
+    std::cout << "Note: this wanrt was built without libpng, so no example image was written.\n";
+  }
 #ifndef WANRT_HAVE_SENTENCEPIECE
   std::cout << "Note: this wanrt was built without SentencePiece, so the demo has no tokenizer "
                "(google/umt5-xxl/spiece.model).\n";

@@ -31,6 +31,7 @@ int run(int argc, char** argv) {
   std::vector<wanrt::cli::Subcommand> commands = {
       wanrt::cli::add_inspect_command(app),
       wanrt::cli::add_make_demo_command(app),
+      wanrt::cli::add_generate_command(app),
   };
 
   try {
