@@ -71,8 +71,10 @@ class Ops {
   virtual Tensor layer_norm(const Tensor& x, float eps, const Tensor* weight,
                             const Tensor* bias) = 0;
   // LN(x)·(1 + scale) + shift, the DiT's adaptive LayerNorm; shift/scale are [features].
+  // A reduced-precision backend may return it in bf16 (it feeds a GEMM); full_precision keeps
+  // it in float32 (the head, which the reference runs in fp32, spec §6).
   virtual Tensor layer_norm_modulate(const Tensor& x, const Tensor& shift, const Tensor& scale,
-                                     float eps) = 0;
+                                     float eps, bool full_precision = false) = 0;
   // x · rsqrt(mean(x²) + eps) · weight.
   virtual Tensor rms_norm(const Tensor& x, const Tensor& weight, float eps) = 0;
 

@@ -257,7 +257,7 @@ Tensor WanModel::head(Ops& ops, const Tensor& x, const DitConditioning& cond,
   const DitConfig& c = config_;
   const Tensor mod = ops.add(head_modulation, cond.e);  // [2, D]
   const Tensor normed = ops.layer_norm_modulate(x, vector_row(ops, mod, 0), vector_row(ops, mod, 1),
-                                                static_cast<float>(c.eps));
+                                                static_cast<float>(c.eps), /*full_precision=*/true);
   const Tensor local_out = ops.linear(normed, head_linear.weight, &head_linear.bias,
                                       {.full_precision = true});  // [S, ph·pw·out_dim]
   const Tensor out = ops.all_gather_rows(local_out);             // [L_pad, ph·pw·out_dim]

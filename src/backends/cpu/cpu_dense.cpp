@@ -112,7 +112,7 @@ Tensor CpuOps::layer_norm(const Tensor& x, float eps, const Tensor* weight, cons
 }
 
 Tensor CpuOps::layer_norm_modulate(const Tensor& x, const Tensor& shift, const Tensor& scale,
-                                   float eps) {
+                                   float eps, bool /*full_precision: always float32 here*/) {
   const int64_t features = as_rows(x).features;
   check_vector(shift, features, "modulation shift");
   check_vector(scale, features, "modulation scale");

@@ -28,7 +28,7 @@ class CpuOps final : public Ops {
                 const LinearOptions& options) override;
   Tensor layer_norm(const Tensor& x, float eps, const Tensor* weight, const Tensor* bias) override;
   Tensor layer_norm_modulate(const Tensor& x, const Tensor& shift, const Tensor& scale,
-                             float eps) override;
+                             float eps, bool full_precision) override;
   Tensor rms_norm(const Tensor& x, const Tensor& weight, float eps) override;
   Tensor activation(const Tensor& x, Activation act) override;
   Tensor add(const Tensor& a, const Tensor& b) override;

@@ -8,8 +8,10 @@
 //   linear                 BF16 × BF16 -> BF16 output with F32 accumulation (cuBLASLt, bias and
 //                          GELU-tanh fused in the epilogue); full_precision: F32 × F32 -> F32
 //                          without TF32 (the time MLP and the head run in true fp32)
-//   layer_norm(_modulate)  any float in, statistics in F32; output F32 (norm3 / head input) or
-//   rms_norm               BF16 when it feeds a GEMM — see each kernel's header
+//   layer_norm(_modulate)  any float in, statistics in F32; output BF16 (every use feeds a bf16
+//   rms_norm               GEMM or attention), F32 for layer_norm_modulate(full_precision: the head)
+//   activation, add, mul   F32 when either input is F32, else BF16
+//   conv3d and video ops   compute in CudaOptions::conv_dtype (see there)
 //   add_gated_             the residual stream is F32: x (BF16 or F32) becomes F32
 //   rope_                  q/k rotated in F32 from BF16, stored back BF16
 //   attention              BF16 q/k/v -> BF16 out, F32 online softmax (flash-attention)
@@ -25,7 +27,18 @@
 
 namespace wanrt {
 
-// The CUDA backend on GPU `device`; throws a clear error where no GPU is present.
-std::unique_ptr<Ops> make_cuda_ops(int device = 0, std::shared_ptr<Communicator> comm = nullptr);
+// Choices the caller makes for the whole backend.
+struct CudaOptions {
+  int device = 0;
+  // TF32 tensor cores for float32 GEMMs and convolutions (`--tf32`). Off: true float32.
+  bool tf32 = false;
+  // The dtype the video ops (conv3d and what follows it in the VAE) compute in: conv3d converts
+  // its input to it; channel_rms_norm, upsample, frames, add keep their input's dtype.
+  DType conv_dtype = DType::BF16;
+};
+
+// The CUDA backend; throws a clear error where no GPU is present.
+std::unique_ptr<Ops> make_cuda_ops(const CudaOptions& options = {},
+                                   std::shared_ptr<Communicator> comm = nullptr);
 
 }  // namespace wanrt

@@ -8,6 +8,9 @@
 //   cuda_video.cu         conv3d, channel_rms_norm, upsample_nearest_2x, frames, concat_frames,
 //                         transpose
 // All work is queued on one stream (`stream()`); ops never synchronise except download().
+// Device memory comes from the stream-ordered pool (cudaMallocAsync / cudaFreeAsync on that
+// stream, release threshold unlimited), so per-op allocations cost nothing after the first
+// step and a whole forward can be captured as a CUDA graph.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -24,7 +27,8 @@ class CublasLtContext;  // cuda_linear.cpp
 
 class CudaOps final : public Ops {
  public:
-  CudaOps(int device, std::shared_ptr<Communicator> comm);
+  CudaOps(const CudaOptions& options, std::shared_ptr<Communicator> comm);
+  const CudaOptions& options() const { return options_; }
   ~CudaOps() override;
   std::string name() const override { return "cuda"; }
   cudaStream_t stream() const { return stream_; }
@@ -39,7 +43,7 @@ class CudaOps final : public Ops {
                 const LinearOptions& options) override;
   Tensor layer_norm(const Tensor& x, float eps, const Tensor* weight, const Tensor* bias) override;
   Tensor layer_norm_modulate(const Tensor& x, const Tensor& shift, const Tensor& scale,
-                             float eps) override;
+                             float eps, bool full_precision) override;
   Tensor rms_norm(const Tensor& x, const Tensor& weight, float eps) override;
   Tensor activation(const Tensor& x, Activation act) override;
   Tensor add(const Tensor& a, const Tensor& b) override;
@@ -73,6 +77,7 @@ class CudaOps final : public Ops {
   int world_size() const override;
 
  private:
+  CudaOptions options_;
   int device_ = 0;
   cudaStream_t stream_ = nullptr;
   std::shared_ptr<Communicator> comm_;
