@@ -34,6 +34,14 @@ class CudaOps final : public Ops {
   cudaStream_t stream() const { return stream_; }
   int device() const { return device_; }
 
+  // Shared by every op file (implemented in cuda_ops.cpp):
+  // an uninitialised contiguous device tensor from the stream-ordered pool, freed on stream()
+  // when its last view dies;
+  Tensor empty(DType dtype, Shape shape);
+  // `t` itself when it already has `dtype` (F32/BF16/F16), else a converted copy (round to
+  // nearest even), queued on stream().
+  Tensor as_dtype(const Tensor& t, DType dtype);
+
   Tensor upload(const Tensor& host) override;
   Tensor upload_weight(const Tensor& host) override;
   Tensor download(const Tensor& tensor) override;
