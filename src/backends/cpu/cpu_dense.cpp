@@ -43,7 +43,10 @@ float apply_activation(float x, Activation act) {
 template <typename Finish>
 Tensor normalise_rows(const Tensor& x, float eps, bool subtract_mean, Finish finish) {
   expect_f32(x, "x");
-  const auto [rows, features] = as_rows(x);
+  // Plain variables, not a structured binding: clang 14 cannot name bindings inside OpenMP
+  // regions (a C++20 feature it lacks).
+  const RowView view = as_rows(x);
+  const int64_t rows = view.rows, features = view.features;
   Tensor out = Tensor::empty(DType::F32, x.shape());
   const float* in = x.data<float>();
   float* o = out.data<float>();
@@ -74,7 +77,8 @@ Tensor CpuOps::linear(const Tensor& x, const Tensor& weight, const Tensor* bias,
   expect_f32(x, "linear input");
   expect_f32(weight, "linear weight");
   WANRT_CHECK(weight.dim() == 2, "cpu backend: linear weight must be 2-D, got ", weight.describe());
-  const auto [n, k] = as_rows(x);
+  const RowView view = as_rows(x);  // no structured binding: see normalise_rows
+  const int64_t n = view.rows, k = view.features;
   const int64_t m = weight.size(0);
   WANRT_CHECK(weight.size(1) == k, "cpu backend: linear input ", x.describe(),
               " does not match weight ", weight.describe());
