@@ -15,6 +15,7 @@
 
 #include <cuda_runtime.h>
 
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <tuple>
@@ -23,7 +24,18 @@
 
 namespace wanrt {
 
-class CublasLtContext;  // cuda_linear.cpp
+class CublasLtContext;  // cuda_linear.h
+class HostStaging;      // cuda_memory.h: the pinned ring that host->device copies go through
+
+// Cumulative upload_weight() traffic, for load-speed reports (GB/s = host_bytes / seconds).
+struct LoadStats {
+  int64_t tensors = 0;
+  uint64_t host_bytes = 0;    // read from the host tensors, in their (checkpoint) dtype
+  uint64_t device_bytes = 0;  // written to the GPU (BF16 matrices, F32 vectors)
+  // Host wall time inside upload_weight(). The last few chunks may still be in flight when a
+  // call returns; a caller timing one upload synchronises first (download() does).
+  double seconds = 0;
+};
 
 class CudaOps final : public Ops {
  public:
@@ -41,6 +53,7 @@ class CudaOps final : public Ops {
   // `t` itself when it already has `dtype` (F32/BF16/F16), else a converted copy (round to
   // nearest even), queued on stream().
   Tensor as_dtype(const Tensor& t, DType dtype);
+  LoadStats load_stats() const { return load_stats_; }
 
   Tensor upload(const Tensor& host) override;
   Tensor upload_weight(const Tensor& host) override;
@@ -90,6 +103,11 @@ class CudaOps final : public Ops {
   cudaStream_t stream_ = nullptr;
   std::shared_ptr<Communicator> comm_;
   std::unique_ptr<CublasLtContext> cublaslt_;
+  // Owns stream_; every device tensor's deleter holds a copy, because it frees on stream_ and
+  // may run after this object is gone.
+  std::shared_ptr<CUstream_st> stream_owner_;
+  std::unique_ptr<HostStaging> staging_;
+  LoadStats load_stats_;
 };
 
 // Argument check shared by the CUDA op files: a contiguous device tensor of a float dtype
