@@ -319,7 +319,9 @@ __global__ void __launch_bounds__(C::kThreads, C::kMinBlocksPerSm)
             if (t * 8 + 2 * (lane & 3) + (e & 1) >= valid) s[mt][t][e] = -INFINITY;
     }
 
-    // Online softmax: new running max, rescale O and the running sum, P = exp2(...).
+    // Online softmax: new running max, rescale the running sum and O, P = exp2(...).
+    float alpha[kMt][2];
+    bool max_moved = false;
 #pragma unroll
     for (int mt = 0; mt < kMt; ++mt) {
 #pragma unroll
@@ -331,9 +333,10 @@ __global__ void __launch_bounds__(C::kThreads, C::kMinBlocksPerSm)
         tile_max = fmaxf(tile_max, __shfl_xor_sync(kFullWarp, tile_max, 1));  // the row's quad
         tile_max = fmaxf(tile_max, __shfl_xor_sync(kFullWarp, tile_max, 2));
         const float new_max = fmaxf(row_max[mt][h], tile_max);
+        max_moved |= new_max != row_max[mt][h];
         // A row with no finite score yet keeps 0 as its offset, so −inf − offset stays −inf.
         const float offset = new_max == -INFINITY ? 0.0f : new_max * p.scale_log2;
-        const float alpha = exp2_approx(row_max[mt][h] * p.scale_log2 - offset);
+        alpha[mt][h] = exp2_approx(row_max[mt][h] * p.scale_log2 - offset);
         row_max[mt][h] = new_max;
         float sum = 0.0f;
 #pragma unroll
@@ -343,13 +346,18 @@ __global__ void __launch_bounds__(C::kThreads, C::kMinBlocksPerSm)
             s[mt][t][e] = exp2_approx(fmaf(s[mt][t][e], p.scale_log2, -offset));
             sum += s[mt][t][e];
           }
-        row_sum[mt][h] = row_sum[mt][h] * alpha + sum;  // per-thread part; quad-summed at the end
-#pragma unroll
-        for (int t = 0; t < kOutTiles; ++t) {
-          o[mt][t][2 * h] *= alpha;
-          o[mt][t][2 * h + 1] *= alpha;
-        }
+        row_sum[mt][h] = row_sum[mt][h] * alpha[mt][h] + sum;  // this thread's part; quad-summed at the end
       }
+    }
+    // Rescaling O is a third of the softmax's arithmetic; once the running maxima settle (after
+    // a few tiles) no row of the warp moves and the factor is 1, so the warp skips it.
+    if (__any_sync(kFullWarp, max_moved)) {
+#pragma unroll
+      for (int mt = 0; mt < kMt; ++mt)
+#pragma unroll
+        for (int t = 0; t < kOutTiles; ++t)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) o[mt][t][e] *= alpha[mt][e / 2];
     }
 
     // O += P·V, P packed to bf16 straight from the S accumulators (n8 tiles 2kk, 2kk+1 are
