@@ -1,0 +1,237 @@
+// bench_attention: TFLOP/s of CudaOps::attention at the Wan2.2-A14B shapes, bf16 q/k/v in the
+// engine's [L, H, d] layout, no mask, under every compiled flash tiling of the head dim (the
+// first is the one Ops::attention uses) and through Ops::attention itself:
+//   720p-self        40 heads × 75,600 queries × 75,600 keys × 128 (one GPU)
+//   720p-ulysses8     5 heads × 75,600 × 75,600 × 128 (per GPU with 8-way sequence parallelism)
+//   480p-self        40 heads × 32,760 × 32,760 × 128
+//   720p-cross       40 heads × 75,600 queries × 512 text keys × 128
+//   480p-self-d64    80 heads × 32,760 × 32,760 × 64 (the head_dim-64 tilings; no Wan shape)
+//   umt5-bias        64 heads × 512 × 512 × 64 with the relative-position bias (generic kernel)
+//   vae-mid-720p      1 head × 14,400 × 14,400 × 384 (the VAE mid-block at 720p, generic kernel)
+// FLOPs counted as 4·H·Lq·Lk·d (the two GEMMs; softmax not counted), as FlashAttention and
+// PyTorch do; bench/attention_reference.py prints PyTorch SDPA (flash and cuDNN backends) at
+// the Wan shapes for comparison in the same session.
+//
+// Timing: CUDA events on the backend's stream around N back-to-back calls after one warm-up
+// call; N is chosen so that a measurement lasts about --seconds (at least 3 calls). The
+// candidates of a shape are measured in turn, --rounds times, and each keeps its best round:
+// a GPU at its power limit drifts by several percent from one measurement to the next.
+// Inputs are random normal values (a 4M-element random block repeated; values do not change
+// the work).
+//
+//   bench_attention [--shape NAME] [--seconds S] [--rounds N]
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "backends/ops.h"
+#include "core/dtype.h"
+#include "core/error.h"
+
+#ifdef WANRT_HAVE_CUDA
+#include <cuda_runtime.h>
+
+#include "backends/cuda/cuda_attention.h"
+#include "backends/cuda/cuda_device.h"
+#include "backends/cuda/cuda_ops_impl.h"
+#endif
+
+namespace wanrt {
+namespace {
+
+#ifdef WANRT_HAVE_CUDA
+
+struct Shape4 {
+  const char* name;
+  int64_t heads, q_len, kv_len, head_dim;
+  bool bias;
+  double tflop() const {
+    return 4.0 * static_cast<double>(heads) * static_cast<double>(q_len) *
+           static_cast<double>(kv_len) * static_cast<double>(head_dim) * 1e-12;
+  }
+};
+
+const Shape4 kShapes[] = {
+    {"720p-self", 40, 75600, 75600, 128, false},
+    {"720p-ulysses8", 5, 75600, 75600, 128, false},
+    {"480p-self", 40, 32760, 32760, 128, false},
+    {"720p-cross", 40, 75600, 512, 128, false},
+    {"480p-self-d64", 80, 32760, 32760, 64, false},
+    {"umt5-bias", 64, 512, 512, 64, true},
+    {"vae-mid-720p", 1, 14400, 14400, 384, false},
+};
+
+void check_cuda(cudaError_t status, const char* what) {
+  if (status != cudaSuccess) fail("CUDA error in ", what, ": ", cudaGetErrorString(status));
+}
+
+// A bf16 device tensor of `shape` filled with N(0, 1) values: one random block, repeated.
+Tensor random_bf16(CudaOps& ops, const Shape& shape, std::mt19937_64& rng) {
+  Tensor out = ops.empty(DType::BF16, shape);
+  const int64_t total = out.numel();
+  const int64_t block = std::min<int64_t>(total, int64_t{1} << 22);
+  Tensor host = Tensor::empty(DType::F32, {block});
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (float& x : host.floats()) x = normal(rng);
+  const Tensor seed_block = ops.as_dtype(ops.upload(host), DType::BF16);
+  auto* dst = static_cast<char*>(out.raw_mut());
+  for (int64_t at = 0; at < total; at += block) {
+    const size_t bytes = static_cast<size_t>(std::min(block, total - at)) * 2;
+    check_cuda(cudaMemcpyAsync(dst + at * 2, seed_block.raw(), bytes, cudaMemcpyDeviceToDevice,
+                               ops.stream()),
+               "cudaMemcpyAsync");
+  }
+  return out;
+}
+
+// Seconds per call of `call` (queued on ops.stream()).
+template <typename Call>
+double time_per_call(CudaOps& ops, double target_seconds, Call&& call) {
+  cudaEvent_t start, stop;
+  check_cuda(cudaEventCreate(&start), "cudaEventCreate");
+  check_cuda(cudaEventCreate(&stop), "cudaEventCreate");
+  auto measure = [&](int calls) {
+    check_cuda(cudaEventRecord(start, ops.stream()), "cudaEventRecord");
+    for (int i = 0; i < calls; ++i) call();
+    check_cuda(cudaEventRecord(stop, ops.stream()), "cudaEventRecord");
+    check_cuda(cudaEventSynchronize(stop), "cudaEventSynchronize");
+    float ms = 0;
+    check_cuda(cudaEventElapsedTime(&ms, start, stop), "cudaEventElapsedTime");
+    return static_cast<double>(ms) * 1e-3 / calls;
+  };
+  const double first = measure(1);  // warm-up (and the estimate of how many calls to time)
+  const int calls = static_cast<int>(std::clamp(std::ceil(target_seconds / first), 3.0, 500.0));
+  const double seconds = measure(calls);
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  return seconds;
+}
+
+std::string fmt_tflops(double value) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.1f", value);
+  return text;
+}
+
+// Counts non-finite values among the first million outputs (a broken kernel's time is void).
+int64_t non_finite_prefix(const Tensor& out_bf16) {
+  const int64_t n = std::min<int64_t>(out_bf16.numel(), 1 << 20);
+  std::vector<uint16_t> bits(static_cast<size_t>(n));
+  check_cuda(cudaMemcpy(bits.data(), out_bf16.raw(), static_cast<size_t>(n) * 2, cudaMemcpyDeviceToHost),
+             "cudaMemcpy");
+  int64_t bad = 0;
+  for (uint16_t b : bits) bad += std::isfinite(bf16_to_f32(b)) ? 0 : 1;
+  return bad;
+}
+
+int run(int argc, char** argv) {
+  std::string only;
+  double seconds = 0.5;
+  int rounds = 2;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--shape" && i + 1 < argc) {
+      only = argv[++i];
+    } else if (arg == "--seconds" && i + 1 < argc) {
+      seconds = std::stod(argv[++i]);
+    } else if (arg == "--rounds" && i + 1 < argc) {
+      rounds = std::max(1, std::stoi(argv[++i]));
+    } else {
+      std::fprintf(stderr, "usage: bench_attention [--shape NAME] [--seconds S] [--rounds N]\n");
+      return 2;
+    }
+  }
+  WANRT_CHECK(cuda::device_count() > 0, "no CUDA GPU: bench_attention measures the CUDA backend");
+  const cuda::DeviceInfo info = cuda::device_info(0);
+  std::printf("bench_attention on %s (sm_%d%d, %d SMs); FLOPs = 4·H·Lq·Lk·d; best of %d rounds\n\n",
+              info.name.c_str(), info.compute_major, info.compute_minor, info.multiprocessors, rounds);
+  auto ops_owner = make_cuda_ops();
+  auto& ops = dynamic_cast<CudaOps&>(*ops_owner);
+  std::mt19937_64 rng(0);
+
+  struct Row {
+    std::string shape, candidate;
+    double seconds;  // best round, per call
+  };
+  std::vector<Row> rows;
+  const std::string kOp = "Ops::attention";
+  for (const Shape4& s : kShapes) {
+    if (!only.empty() && only != s.name) continue;
+    const Tensor q = random_bf16(ops, {s.q_len, s.heads, s.head_dim}, rng);
+    const Tensor k = random_bf16(ops, {s.kv_len, s.heads, s.head_dim}, rng);
+    const Tensor v = random_bf16(ops, {s.kv_len, s.heads, s.head_dim}, rng);
+    Tensor bias;
+    if (s.bias) bias = ops.as_dtype(random_bf16(ops, {s.heads, s.q_len, s.kv_len}, rng), DType::F32);
+    AttentionOptions options{.scale = 1.0f / std::sqrt(static_cast<float>(s.head_dim))};
+    if (s.bias) options.bias = &bias;
+    const std::vector<FlashTiling> tilings =
+        s.bias ? std::vector<FlashTiling>{} : flash_attention_tilings(s.head_dim);
+    std::vector<std::string> names;
+    for (const FlashTiling& t : tilings) names.push_back(t.name());
+    names.push_back(kOp);
+    std::vector<double> best(names.size(), INFINITY);
+    for (int round = 0; round < rounds; ++round)
+      for (size_t c = 0; c < names.size(); ++c) {
+        Tensor out;
+        const double per_call = time_per_call(ops, seconds, [&] {
+          out = c < tilings.size() ? flash_attention(ops, q, k, v, options, tilings[c])
+                                   : ops.attention(q, k, v, options);
+        });
+        const int64_t bad = non_finite_prefix(out);
+        WANRT_CHECK(bad == 0, s.name, " ", names[c], ": ", bad, " non-finite outputs");
+        best[c] = std::min(best[c], per_call);
+      }
+    for (size_t c = 0; c < names.size(); ++c) {
+      rows.push_back({s.name, names[c], best[c]});
+      std::printf("%-14s %-28s %10.3f ms %8.1f TFLOP/s%s\n", s.name, names[c].c_str(),
+                  best[c] * 1e3, s.tflop() / best[c], c == 0 && !tilings.empty() ? "  (used by Ops::attention)" : "");
+    }
+    std::printf("\n");
+    std::fflush(stdout);
+  }
+
+  std::printf("| shape | H x Lq x Lk x d | Ops::attention TFLOP/s | ms | best tiling | its TFLOP/s |\n");
+  std::printf("| --- | --- | --- | --- | --- | --- |\n");
+  for (const Shape4& s : kShapes) {
+    const Row* op = nullptr;
+    const Row* fastest = nullptr;
+    for (const Row& r : rows) {
+      if (r.shape != s.name) continue;
+      if (r.candidate == kOp) op = &r;
+      else if (!fastest || r.seconds < fastest->seconds) fastest = &r;
+    }
+    if (!op) continue;
+    std::printf("| %s | %lld x %lld x %lld x %lld%s | %.1f | %.3f | %s | %s |\n", s.name,
+                static_cast<long long>(s.heads), static_cast<long long>(s.q_len),
+                static_cast<long long>(s.kv_len), static_cast<long long>(s.head_dim),
+                s.bias ? " + bias" : "", s.tflop() / op->seconds, op->seconds * 1e3,
+                fastest ? fastest->candidate.c_str() : "(generic kernel)",
+                fastest ? fmt_tflops(s.tflop() / fastest->seconds).c_str() : "-");
+  }
+  return 0;
+}
+
+#else
+
+int run(int, char**) {
+  std::printf("bench_attention: this build has no CUDA backend (nvcc not found); nothing to measure\n");
+  return 0;
+}
+
+#endif
+
+}  // namespace
+}  // namespace wanrt
+
+int main(int argc, char** argv) {
+  try {
+    return wanrt::run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_attention: error: %s\n", e.what());
+    return 1;
+  }
+}
