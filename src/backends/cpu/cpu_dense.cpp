@@ -2,6 +2,7 @@
 // Norm statistics accumulate in double so the reference is not the source of error.
 #include <cblas.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "backends/cpu/cpu_ops.h"
@@ -85,7 +86,10 @@ Tensor CpuOps::linear(const Tensor& x, const Tensor& weight, const Tensor* bias,
   Shape out_shape = x.shape();
   out_shape.back() = m;
   Tensor out = Tensor::empty(DType::F32, out_shape);
-  if (n > 0 && m > 0) {
+  if (k == 0) {
+    // An empty sum: BLAS implementations differ on whether they write C when K is 0.
+    std::fill_n(out.data<float>(), n * m, 0.0f);
+  } else if (n > 0 && m > 0) {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(n), static_cast<int>(m),
                 static_cast<int>(k), 1.0f, x.data<float>(), static_cast<int>(k),
                 weight.data<float>(), static_cast<int>(k), 0.0f, out.data<float>(),
