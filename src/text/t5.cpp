@@ -52,7 +52,7 @@ int64_t relative_position_bucket(int64_t key_minus_query) {
 
 T5Config infer_t5_config(const TensorStore& checkpoint) {
   T5Config config;
-  const Tensor& embedding = require_matrix(checkpoint, "token_embedding.weight");
+  const Tensor embedding = require_matrix(checkpoint, "token_embedding.weight");
   config.vocab = embedding.size(0);
   config.dim = embedding.size(1);
   while (checkpoint.contains(block_key(config.num_layers, "norm1.weight"))) ++config.num_layers;
@@ -60,7 +60,7 @@ T5Config infer_t5_config(const TensorStore& checkpoint) {
               ") has no blocks.0.norm1.weight: not a umT5 encoder state dict");
   config.dim_attn = require_matrix(checkpoint, block_key(0, "attn.q.weight")).size(0);
   config.dim_ffn = require_matrix(checkpoint, block_key(0, "ffn.fc1.weight")).size(0);
-  const Tensor& position_table =
+  const Tensor position_table =
       require_matrix(checkpoint, block_key(0, "pos_embedding.embedding.weight"));
   config.num_buckets = position_table.size(0);
   config.num_heads = position_table.size(1);
