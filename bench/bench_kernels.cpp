@@ -239,6 +239,7 @@ int main(int argc, char** argv) {
     std::printf("bench_kernels: no CUDA GPU on this machine\n");
     return 0;
   }
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // rows appear as they are measured, even in a log file
   const bool conv = !(argc > 1 && std::strcmp(argv[1], "--no-conv") == 0);
   const wanrt::cuda::DeviceInfo info = wanrt::cuda::device_info(0);
   std::printf("# bench_kernels on %s (sm_%d%d, %d SMs)\n", info.name.c_str(), info.compute_major,
