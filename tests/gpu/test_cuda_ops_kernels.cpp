@@ -167,9 +167,11 @@ TEST_F(CudaKernelsTest, FusedRmsNormRopeMatchesCpuRmsNormThenRope) {
     int64_t tokens, heads, head_dim, table_rows;
   };
   // DiT-like (40 × 128), rows past the table (sequence padding), tiny heads (scalar path:
-  // 18 features take no 16-byte vectors), a table of no rows, and rows past the register limit.
+  // 18 features take no 16-byte vectors), heads narrower than a 16-byte vector or not a
+  // multiple of it (per-pair table reads), a table of no rows, and rows past the register limit.
   for (const Case& c : {Case{300, 40, 128, 290}, Case{37, 3, 6, 30}, Case{5, 1, 2, 5}, Case{64, 4, 16, 64},
-                        Case{9, 2, 8, 0}, Case{4, 2, 16400, 3}, Case{6, 5, 1802, 4}}) {
+                        Case{7, 4, 4, 5}, Case{3, 6, 12, 3}, Case{9, 2, 8, 0}, Case{4, 2, 16400, 3},
+                        Case{6, 5, 1802, 4}}) {
     const int64_t features = c.heads * c.head_dim;
     const Tensor x = random_normal({c.tokens, features}, rng_, 3.0f), w = random_normal({features}, rng_);
     const Tensor table = random_rope_table(c.table_rows, c.head_dim, rng_);
@@ -306,10 +308,11 @@ std::vector<ConvCase> vae_conv_cases() {
   };
 }
 
-class ChannelsLastScope {
+// Selects the layout conv3d tries first (cuda_video.cu) for the scope.
+class ConvLayoutScope {
  public:
-  explicit ChannelsLastScope(bool on) { setenv("WANRT_CONV_CHANNELS_LAST", on ? "1" : "0", 1); }
-  ~ChannelsLastScope() { unsetenv("WANRT_CONV_CHANNELS_LAST"); }
+  explicit ConvLayoutScope(bool channels_last) { setenv("WANRT_CONV_LAYOUT", channels_last ? "ndhwc" : "ncdhw", 1); }
+  ~ConvLayoutScope() { unsetenv("WANRT_CONV_LAYOUT"); }
 };
 
 TEST_F(CudaKernelsTest, Conv3dMatchesCpuInEveryComputeDtypeAndLayout) {
@@ -327,7 +330,7 @@ TEST_F(CudaKernelsTest, Conv3dMatchesCpuInEveryComputeDtypeAndLayout) {
     options.tf32 = mode.tf32;
     std::unique_ptr<Ops> ops = make_cuda_ops(options);
     for (const bool channels_last : {false, true}) {
-      const ChannelsLastScope layout(channels_last);
+      const ConvLayoutScope layout(channels_last);
       for (const ConvCase& c : vae_conv_cases()) {
         const Tensor x = random_normal(c.x, rng_), w = random_normal(c.weight, rng_, 0.2f),
                      bias = random_normal({c.weight[0]}, rng_);

@@ -48,7 +48,11 @@ struct RowNormArgs {
   const float* bias = nullptr;
   // RmsRope: (cos, sin) per pair, [table_rows, head_dim/2, 2]; rows >= table_rows stay unrotated.
   const float* table = nullptr;
-  int64_t table_rows = 0, head_dim = 0;
+  int64_t table_rows = 0;
+  int head_dim = 0;  // 32-bit: index arithmetic per pair stays cheap (rows are < 2^31 features)
+  // A vector of kVec features never crosses a head and its (cos, sin) may be read as one
+  // vector: head_dim % kVec == 0 and the table is 16-byte aligned.
+  bool table_vectorised = false;
 };
 
 constexpr int kMaxThreads = 512;
@@ -68,14 +72,18 @@ __device__ __forceinline__ float finish(float n, int64_t j, const RowNormArgs& a
   }
 }
 
-// Rotates the pair (even, odd) of feature `j` (even) of `row` in place.
-__device__ __forceinline__ void rotate_pair(float& even, float& odd, int64_t row, int64_t j,
-                                            const RowNormArgs& a) {
-  const int64_t pair = (j % a.head_dim) / 2;
-  const float2 cs = reinterpret_cast<const float2*>(a.table)[row * (a.head_dim / 2) + pair];
+// Rotates the pair (even, odd) by the angle whose (cos, sin) is cs.
+__device__ __forceinline__ void rotate(float& even, float& odd, float cos_angle, float sin_angle) {
   const float e = even, o = odd;
-  even = e * cs.x - o * cs.y;
-  odd = e * cs.y + o * cs.x;
+  even = e * cos_angle - o * sin_angle;
+  odd = e * sin_angle + o * cos_angle;
+}
+
+// (cos, sin) for the pair starting at feature j (even) of a row whose table row is `table_row`
+// (head_dim floats: the pairs of one head, shared by all heads).
+__device__ __forceinline__ float2 pair_angle(const float* table_row, int64_t j, int head_dim) {
+  const int in_head = static_cast<int>(j) % head_dim;
+  return reinterpret_cast<const float2*>(table_row)[in_head / 2];
 }
 
 // One block per row; thread t owns vectors t, t + blockDim, ... (kChunks of them), each of kVec
@@ -125,20 +133,32 @@ __global__ void __launch_bounds__(kMaxThreads) row_norm_in_registers(RowNormArgs
     for (int i = 0; i < kVec; ++i)
       y[i] = first < a.features ? finish<Tin, kKind>((v[c][i] - mean) * inv, first + i, a) : 0.0f;
     if constexpr (kKind == RowNorm::RmsRope) {
-      const bool rotate = row < a.table_rows;
+      const bool rotated_row = row < a.table_rows;
+      const float* table_row = a.table + row * a.head_dim;
       if constexpr (kVec == 1) {
         // A pair spans two neighbouring threads (blockDim is even, so lane parity = feature
         // parity); every lane joins the shuffle, in range or not.
         const float partner = __shfl_xor_sync(0xffffffffu, y[0], 1);
-        if (rotate && first < a.features) {
-          float even = (first % 2 == 0) ? y[0] : partner, odd = (first % 2 == 0) ? partner : y[0];
-          rotate_pair(even, odd, row, first - first % 2, a);
-          y[0] = (first % 2 == 0) ? even : odd;
+        if (rotated_row && first < a.features) {
+          const bool is_even = first % 2 == 0;
+          float even = is_even ? y[0] : partner, odd = is_even ? partner : y[0];
+          const float2 cs = pair_angle(table_row, first - (is_even ? 0 : 1), a.head_dim);
+          rotate(even, odd, cs.x, cs.y);
+          y[0] = is_even ? even : odd;
         }
-      } else {
-        if (rotate && first < a.features) {
+      } else if (rotated_row && first < a.features) {
+        if (a.table_vectorised) {
+          // kVec/2 consecutive pairs of one head: their (cos, sin) are kVec consecutive floats.
+          float cs[kVec];
+          kernels::load_vector<float, kVec>(table_row + static_cast<int>(first) % a.head_dim, cs);
 #pragma unroll
-          for (int i = 0; i < kVec; i += 2) rotate_pair(y[i], y[i + 1], row, first + i, a);
+          for (int i = 0; i < kVec; i += 2) rotate(y[i], y[i + 1], cs[i], cs[i + 1]);
+        } else {
+#pragma unroll
+          for (int i = 0; i < kVec; i += 2) {
+            const float2 cs = pair_angle(table_row, first + i, a.head_dim);
+            rotate(y[i], y[i + 1], cs.x, cs.y);
+          }
         }
       }
     }
@@ -173,7 +193,8 @@ __global__ void __launch_bounds__(kMaxThreads) row_norm_wide(RowNormArgs a) {
       const int64_t partner_j = j ^ 1;
       const float partner = finish<Tin, kKind>(kernels::to_float(x[partner_j]) * inv, partner_j, a);
       float even = j % 2 == 0 ? y : partner, odd = j % 2 == 0 ? partner : y;
-      rotate_pair(even, odd, row, j - j % 2, a);
+      const float2 cs = pair_angle(a.table + row * a.head_dim, j - j % 2, a.head_dim);
+      rotate(even, odd, cs.x, cs.y);
       y = j % 2 == 0 ? even : odd;
     }
     out[j] = kernels::from_float<Tout>(y);
@@ -219,11 +240,13 @@ void launch_row_norm(const RowNormArgs& a, cudaStream_t stream) {
   bool vectorised = a.features % kVec == 0 &&
                     kernels::is_aligned(a.x, kernels::vector_alignment(kVec, sizeof(Tin))) &&
                     kernels::is_aligned(a.out, kernels::vector_alignment(kVec, sizeof(Tout)));
-  if (kKind == RowNorm::RmsRope) vectorised = vectorised && a.head_dim % 2 == 0;
-  if (vectorised)
-    launch_with_vector<Tin, Tout, kKind, kVec>(a, stream);
-  else
+  if (vectorised) {
+    RowNormArgs args = a;
+    args.table_vectorised = args.head_dim % kVec == 0 && kernels::is_aligned(args.table, 16);
+    launch_with_vector<Tin, Tout, kKind, kVec>(args, stream);
+  } else {
     launch_with_vector<Tin, Tout, kKind, 1>(a, stream);
+  }
   WANRT_CHECK_LAUNCH();
 }
 
@@ -316,7 +339,9 @@ Tensor CudaOps::rms_norm_rope(const Tensor& x, const Tensor& weight, float eps, 
   a.eps = eps;
   a.table = static_cast<const float*>(table.raw());
   a.table_rows = table.size(0);
-  a.head_dim = head_dim;
+  WANRT_CHECK(features <= int64_t{0x7fffffff}, "cuda backend: rms_norm_rope rows of ", features,
+              " features exceed 32-bit indexing");
+  a.head_dim = static_cast<int>(head_dim);
   Tensor weight_f32;
   a.weight = float_vector(*this, weight, features, "rms_norm_rope weight", weight_f32);
   return run_row_norm<RowNorm::RmsRope>(*this, x, a, DType::BF16, {tokens, heads, head_dim});
