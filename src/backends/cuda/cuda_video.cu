@@ -5,8 +5,10 @@
 //   FLOPs  2·Cout·Cin·kt·kh·kw·T'·H'·W' (1.83 TFLOP for the 720p decoder's 96-channel 3×3×3
 //          conv over 4 frames); compute-bound on tensor cores in BF16 (or TF32), on FMA units in
 //          true F32.
-//   bytes  (Cin·T·H·W + Cout·T'·H'·W')·s + the weight, plus one extra pass over the input when
-//          it needs converting or asymmetric padding, and one over the output for the bias.
+//   bytes  (Cin·T·H·W + Cout·T'·H'·W')·s + the weight, plus one copy of the input (to NDHWC,
+//          padded, converted) and one of the output (back to NCDHW, with the bias).
+//   Measured on an H100 (bench_kernels, BF16, NDHWC): 497 TFLOP/s for 384 channels at 90×160,
+//   456 for 192 at 360×640, 194 for 96 at 720×1280 (9.5 ms); TF32 about 100–200.
 // It computes in CudaOptions::conv_dtype: x and the weight (BF16 from upload_weight, or F32)
 // are converted to it; with F32, TF32 tensor cores are allowed only with CudaOptions::tf32.
 // cuDNN pads symmetrically, so each axis's padding splits into the symmetric part, min(before,
@@ -19,10 +21,12 @@
 // The algorithm is chosen once per shape and dtype by timing the candidates on the real
 // buffers (cudnnFindConvolutionForwardAlgorithmEx) and cached; inside a CUDA graph capture,
 // where nothing can be timed, an uncached shape takes cuDNN's heuristic first choice.
-// Layout: cuDNN sees the tensors as NCDHW, their natural layout. Setting
-// WANRT_CONV_CHANNELS_LAST=1 instead transposes x to NDHWC (fused with the padding and the
-// conversion) and the output back (fused with the bias), the layout cuDNN's tensor-core kernels
-// prefer; bench/bench_kernels.cpp measures both to decide the default.
+// Layout: cuDNN gets the operands channels-last (NDHWC): x is transposed on the way in (fused
+// with the padding and the conversion, so it replaces that copy) and the output on the way out
+// (fused with the bias, so it replaces that pass). cuDNN's kernels for the natural NCDHW layout
+// were up to 9x slower at the VAE's 720p sizes on an H100 (see preferred_conv_layout());
+// WANRT_CONV_LAYOUT=ncdhw selects them, and a layout without a cuDNN algorithm falls back to
+// the other.
 //
 // The other ops are HBM-bound copies, dtype preserving (F32 or BF16):
 //   channel_rms_norm     reads x once (a 32-position tile of all channels stays in shared
@@ -37,6 +41,8 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <string>
 #include <tuple>
 #include <vector>
 
@@ -228,9 +234,50 @@ int64_t conv_out_size(int64_t in, int64_t pad_before, int64_t pad_after, int64_t
   return (padded - kernel) / stride + 1;
 }
 
-bool channels_last_requested() {
-  const char* env = std::getenv("WANRT_CONV_CHANNELS_LAST");
-  return env && env[0] == '1';
+// Sizes of one convolution, its padding split into cuDNN's symmetric part and the excess.
+struct ConvGeometry {
+  int64_t cin, t_in, h_in, w_in, cout, kt, kh, kw, t_out, h_out, w_out;
+  int64_t sym_t, sym_h, sym_w;  // padding cuDNN applies (both sides)
+  Padding extra;                // padding materialised by the copy kernel
+  int64_t tp, hp, wp;           // sizes of the input cuDNN sees
+  int64_t stride_t, stride_h, stride_w;
+};
+
+ConvGeometry conv_geometry(const Tensor& x, const Tensor& weight, const Conv3dOptions& o) {
+  ConvGeometry g{};
+  g.cin = x.size(0), g.t_in = x.size(1), g.h_in = x.size(2), g.w_in = x.size(3);
+  g.cout = weight.size(0), g.kt = weight.size(2), g.kh = weight.size(3), g.kw = weight.size(4);
+  g.t_out = conv_out_size(g.t_in, o.pad_t_front, o.pad_t_back, g.kt, o.stride_t, "time");
+  g.h_out = conv_out_size(g.h_in, o.pad_top, o.pad_bottom, g.kh, o.stride_h, "height");
+  g.w_out = conv_out_size(g.w_in, o.pad_left, o.pad_right, g.kw, o.stride_w, "width");
+  g.sym_t = std::min(o.pad_t_front, o.pad_t_back);
+  g.sym_h = std::min(o.pad_top, o.pad_bottom);
+  g.sym_w = std::min(o.pad_left, o.pad_right);
+  g.extra = {o.pad_t_front - g.sym_t, o.pad_t_back - g.sym_t, o.pad_top - g.sym_h,
+             o.pad_bottom - g.sym_h,  o.pad_left - g.sym_w,  o.pad_right - g.sym_w};
+  g.tp = g.t_in + g.extra.t_front + g.extra.t_back;
+  g.hp = g.h_in + g.extra.h_front + g.extra.h_back;
+  g.wp = g.w_in + g.extra.w_front + g.extra.w_back;
+  g.stride_t = o.stride_t, g.stride_h = o.stride_h, g.stride_w = o.stride_w;
+  return g;
+}
+
+// The layout cuDNN sees. NDHWC is the default: measured on an H100 (bench_kernels), cuDNN's
+// NCDHW kernels fall off a cliff at the VAE's high resolutions (88 ms against 9.5 ms in BF16 for
+// 96 channels at 720p, 126 ms against 9.3 ms in TF32 for 192 channels at 360p) and are never
+// much faster (0.14 against 0.17 ms on the small time conv). WANRT_CONV_LAYOUT=ncdhw (or ndhwc)
+// picks the layout tried first; a layout for which cuDNN has no algorithm (F32 NDHWC with 3
+// output channels, for one) falls back to the other.
+enum class ConvLayout { Ncdhw, Ndhwc };
+
+ConvLayout preferred_conv_layout() {
+  const char* env = std::getenv("WANRT_CONV_LAYOUT");
+  if (env && *env) {
+    const std::string value = env;
+    WANRT_CHECK(value == "ncdhw" || value == "ndhwc", "WANRT_CONV_LAYOUT must be ncdhw or ndhwc, got '", value, "'");
+    return value == "ncdhw" ? ConvLayout::Ncdhw : ConvLayout::Ndhwc;
+  }
+  return ConvLayout::Ndhwc;
 }
 
 #ifdef WANRT_HAVE_CUDNN
@@ -285,15 +332,16 @@ using ConvolutionDescriptor =
     Descriptor<cudnnConvolutionDescriptor_t, cudnnCreateConvolutionDescriptor, cudnnDestroyConvolutionDescriptor>;
 
 // What cuDNN's choice depends on: device, dtype, math, layout, every size.
-using ConvKey = std::tuple<int, int, bool, bool, std::vector<int>>;
+using ConvKey = std::tuple<int, int, bool, int, std::vector<int>>;
 struct ConvPlan {
   cudnnConvolutionFwdAlgo_t algo = CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM;
   cudnnMathType_t math = CUDNN_DEFAULT_MATH;
   size_t workspace = 0;
 };
 std::mutex plan_mutex;
-std::map<ConvKey, ConvPlan>& plan_cache() {
-  static std::map<ConvKey, ConvPlan> plans;
+// nullopt: cuDNN has no algorithm for this key (remembered so the search is not repeated).
+std::map<ConvKey, std::optional<ConvPlan>>& plan_cache() {
+  static std::map<ConvKey, std::optional<ConvPlan>> plans;
   return plans;
 }
 
@@ -311,89 +359,92 @@ struct ConvCall {
   void* y;
 };
 
-ConvPlan find_plan(CudaOps& ops, const ConvCall& call, cudnnMathType_t requested_math, bool allow_tensor_math) {
+// The fastest algorithm for `call`, or nullopt where cuDNN has none for it.
+std::optional<ConvPlan> find_plan(CudaOps& ops, const ConvCall& call, cudnnMathType_t requested_math,
+                                  bool allow_tensor_math) {
   cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
   WANRT_CHECK_CUDA(cudaStreamIsCapturing(ops.stream(), &capture));
-  ConvPlan plan;
-  plan.math = requested_math;
+  cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
+  int returned = 0;
+  size_t offered = 0;
   if (capture != cudaStreamCaptureStatusNone) {
-    // Nothing can be timed (or synchronised) inside a capture: take the heuristic's first choice.
-    cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
-    int returned = 0;
+    // Nothing can be timed (or synchronised) inside a capture: the heuristic's ranking instead.
     WANRT_CHECK_CUDNN(cudnnGetConvolutionForwardAlgorithm_v7(call.handle, call.x_desc.get(), call.w_desc.get(),
                                                              call.conv_desc.get(), call.y_desc.get(),
                                                              CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &returned, perf));
-    for (int i = 0; i < returned; ++i) {
-      if (perf[i].status != CUDNN_STATUS_SUCCESS) continue;
-      plan.algo = perf[i].algo;
-      plan.math = allow_tensor_math ? perf[i].mathType : CUDNN_FMA_MATH;
-      plan.workspace = perf[i].memory;
-      return plan;
-    }
-    fail("conv3d: cuDNN has no algorithm for this convolution");
+    offered = kMaxWorkspace;
+  } else {
+    size_t free_bytes = 0, total_bytes = 0;
+    WANRT_CHECK_CUDA(cudaMemGetInfo(&free_bytes, &total_bytes));
+    offered = std::min(kMaxWorkspace, free_bytes / 4);
+    Tensor workspace = ops.empty(DType::U8, {static_cast<int64_t>(offered)});
+    const cudnnStatus_t status = cudnnFindConvolutionForwardAlgorithmEx(
+        call.handle, call.x_desc.get(), call.x, call.w_desc.get(), call.w, call.conv_desc.get(), call.y_desc.get(),
+        call.y, CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &returned, perf, workspace.raw_mut(), offered);
+    if (status == CUDNN_STATUS_NOT_SUPPORTED) return std::nullopt;
+    WANRT_CHECK_CUDNN(status);
   }
-  size_t free_bytes = 0, total_bytes = 0;
-  WANRT_CHECK_CUDA(cudaMemGetInfo(&free_bytes, &total_bytes));
-  const size_t offered = std::min(kMaxWorkspace, free_bytes / 4);
-  Tensor workspace = ops.empty(DType::U8, {static_cast<int64_t>(offered)});
-  cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
-  int returned = 0;
-  WANRT_CHECK_CUDNN(cudnnFindConvolutionForwardAlgorithmEx(
-      call.handle, call.x_desc.get(), call.x, call.w_desc.get(), call.w, call.conv_desc.get(), call.y_desc.get(),
-      call.y, CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &returned, perf, workspace.raw_mut(), offered));
-  // Results come fastest first. True F32 prefers a result cuDNN reports as FMA-only; failing
-  // that, the fastest one runs with FMA math forced on the descriptor (the tests hold F32
-  // convolutions to 1e-5, which TF32 would miss).
+  // Results come fastest (or most promising) first. True F32 prefers a result cuDNN reports as
+  // FMA-only; failing that, the first one runs with FMA math forced on the descriptor (the
+  // tests hold F32 convolutions to 1e-5, which TF32 would miss).
   for (const bool strict : {true, false}) {
     for (int i = 0; i < returned; ++i) {
       if (perf[i].status != CUDNN_STATUS_SUCCESS || perf[i].memory > offered) continue;
       if (strict && !allow_tensor_math && perf[i].mathType != CUDNN_FMA_MATH) continue;
+      ConvPlan plan;
       plan.algo = perf[i].algo;
       plan.math = allow_tensor_math ? perf[i].mathType : CUDNN_FMA_MATH;
       plan.workspace = perf[i].memory;
       return plan;
     }
   }
-  fail("conv3d: no cuDNN algorithm ran for this convolution within ", offered >> 20, " MiB of workspace");
+  return std::nullopt;
 }
 
 cudnnDataType_t cudnn_dtype(DType dtype) {
   return dtype == DType::F32 ? CUDNN_DATA_FLOAT : CUDNN_DATA_BFLOAT16;
 }
 
-#endif  // WANRT_HAVE_CUDNN
+int narrow_to_int(int64_t v) {
+  WANRT_CHECK(v <= int64_t{0x7fffffff}, "conv3d: size ", v, " exceeds cuDNN's 32-bit dimensions");
+  return static_cast<int>(v);
+}
 
-}  // namespace
+// conv3d in one layout; nullopt where cuDNN has no algorithm for it (nothing is left queued
+// then but the operand copies).
+std::optional<Tensor> conv3d_in_layout(CudaOps& ops, ConvLayout layout, const ConvGeometry& g, const Tensor& x,
+                                       const Tensor& weight, const float* bias) {
+  const DType dtype = ops.options().conv_dtype;
+  const bool channels_last = layout == ConvLayout::Ndhwc;
+  const cudaStream_t stream = ops.stream();
 
-Tensor CudaOps::conv3d(const Tensor& x, const Tensor& weight, const Tensor* bias, const Conv3dOptions& o) {
-  expect_device_float(x, "conv3d input");
-  expect_device_float(weight, "conv3d weight");
-  WANRT_CHECK(x.dim() == 4 && weight.dim() == 5 && weight.size(1) == x.size(0), "conv3d: input ",
-              x.describe(), " does not match weight ", weight.describe(),
-              " (expected [Cin, T, H, W] and [Cout, Cin, kt, kh, kw])");
-  const int64_t cin = x.size(0), t_in = x.size(1), h_in = x.size(2), w_in = x.size(3);
-  const int64_t cout = weight.size(0), kt = weight.size(2), kh = weight.size(3), kw = weight.size(4);
-  const int64_t t_out = conv_out_size(t_in, o.pad_t_front, o.pad_t_back, kt, o.stride_t, "time");
-  const int64_t h_out = conv_out_size(h_in, o.pad_top, o.pad_bottom, kh, o.stride_h, "height");
-  const int64_t w_out = conv_out_size(w_in, o.pad_left, o.pad_right, kw, o.stride_w, "width");
-  Tensor bias_f32;
-  const float* b = bias ? float_vector(*this, *bias, cout, "conv3d bias", bias_f32) : nullptr;
-  const DType dtype = options_.conv_dtype;
-  WANRT_CHECK(dtype == DType::F32 || dtype == DType::BF16, "conv3d: CudaOptions::conv_dtype must be F32 or BF16, got ",
-              dtype_name(dtype));
-#ifndef WANRT_HAVE_CUDNN
-  (void)b, (void)t_out, (void)h_out, (void)w_out, (void)cout;
-  fail("conv3d on the GPU needs cuDNN 9, which was not found when wanrt was built: install it "
-       "(libcudnn9-dev) and re-run cmake");
-#else
-  // The symmetric part of each axis's padding goes to cuDNN, the excess into a padded copy.
-  const int64_t sym_t = std::min(o.pad_t_front, o.pad_t_back), sym_h = std::min(o.pad_top, o.pad_bottom),
-                sym_w = std::min(o.pad_left, o.pad_right);
-  const Padding extra{o.pad_t_front - sym_t, o.pad_t_back - sym_t, o.pad_top - sym_h,
-                      o.pad_bottom - sym_h,  o.pad_left - sym_w,  o.pad_right - sym_w};
-  const int64_t tp = t_in + extra.t_front + extra.t_back, hp = h_in + extra.h_front + extra.h_back,
-                wp = w_in + extra.w_front + extra.w_back;
-  const bool channels_last = channels_last_requested();
+  // The key first: a layout known to have no algorithm costs nothing.
+  int device = 0;
+  WANRT_CHECK_CUDA(cudaGetDevice(&device));
+  const int x_dims[5] = {1, narrow_to_int(g.cin), narrow_to_int(g.tp), narrow_to_int(g.hp), narrow_to_int(g.wp)};
+  const int w_dims[5] = {narrow_to_int(g.cout), narrow_to_int(g.cin), narrow_to_int(g.kt), narrow_to_int(g.kh),
+                         narrow_to_int(g.kw)};
+  const int y_dims[5] = {1, narrow_to_int(g.cout), narrow_to_int(g.t_out), narrow_to_int(g.h_out),
+                         narrow_to_int(g.w_out)};
+  const int pads[3] = {narrow_to_int(g.sym_t), narrow_to_int(g.sym_h), narrow_to_int(g.sym_w)};
+  const int strides[3] = {narrow_to_int(g.stride_t), narrow_to_int(g.stride_h), narrow_to_int(g.stride_w)};
+  const int dilations[3] = {1, 1, 1};
+  std::vector<int> sizes(std::begin(x_dims), std::end(x_dims));
+  sizes.insert(sizes.end(), std::begin(w_dims), std::end(w_dims));
+  sizes.insert(sizes.end(), std::begin(pads), std::end(pads));
+  sizes.insert(sizes.end(), std::begin(strides), std::end(strides));
+  const ConvKey key{device, static_cast<int>(dtype), ops.options().tf32, static_cast<int>(layout), std::move(sizes)};
+  std::optional<ConvPlan> plan;
+  bool known = false;
+  {
+    std::lock_guard<std::mutex> lock(plan_mutex);
+    auto it = plan_cache().find(key);
+    if (it != plan_cache().end()) {
+      if (!it->second) return std::nullopt;
+      plan = it->second;
+      known = true;
+    }
+  }
 
   // Operands in the compute dtype and layout.
   Tensor x_conv, w_conv;
@@ -402,46 +453,39 @@ Tensor CudaOps::conv3d(const Tensor& x, const Tensor& weight, const Tensor* bias
       using Tin = decltype(x_tag);
       using Tc = decltype(conv_tag);
       if (channels_last) {
-        x_conv = empty(dtype, {tp, hp, wp, cin});
-        const PadMap map{extra.any(), hp, wp, t_in, h_in, w_in, extra.t_front, extra.h_front, extra.w_front};
-        launch_transpose<Tin, Tc>(typed<Tin>(x), typed_mut<Tc>(x_conv), 1, cin, tp * hp * wp,
-                                  t_in * h_in * w_in, map, nullptr, stream_);
-      } else if (extra.any()) {
-        x_conv = empty(dtype, {cin, tp, hp, wp});
-        pad_convert_kernel<Tin, Tc><<<plane_grid(wp, hp, cin * tp, 128), 128, 0, stream_>>>(
-            typed<Tin>(x), typed_mut<Tc>(x_conv), cin * tp, tp, hp, wp, t_in, h_in, w_in, extra);
+        // [Cin, T·H·W] -> [Tp·Hp·Wp, Cin], padded and converted on the way.
+        x_conv = ops.empty(dtype, {g.tp, g.hp, g.wp, g.cin});
+        const PadMap map{g.extra.any(), g.hp, g.wp, g.t_in, g.h_in, g.w_in, g.extra.t_front, g.extra.h_front,
+                         g.extra.w_front};
+        launch_transpose<Tin, Tc>(typed<Tin>(x), typed_mut<Tc>(x_conv), 1, g.cin, g.tp * g.hp * g.wp,
+                                  g.t_in * g.h_in * g.w_in, map, nullptr, stream);
+      } else if (g.extra.any()) {
+        x_conv = ops.empty(dtype, {g.cin, g.tp, g.hp, g.wp});
+        pad_convert_kernel<Tin, Tc><<<plane_grid(g.wp, g.hp, g.cin * g.tp, 128), 128, 0, stream>>>(
+            typed<Tin>(x), typed_mut<Tc>(x_conv), g.cin * g.tp, g.tp, g.hp, g.wp, g.t_in, g.h_in, g.w_in, g.extra);
         WANRT_CHECK_LAUNCH();
       } else {
-        x_conv = as_dtype(x, dtype);
+        x_conv = ops.as_dtype(x, dtype);
       }
     });
   });
   if (channels_last) {
     // [Cout, Cin, k] -> [Cout, k, Cin] (cuDNN's KDRSC filter layout), converted.
-    w_conv = empty(dtype, {cout, kt, kh, kw, cin});
+    w_conv = ops.empty(dtype, {g.cout, g.kt, g.kh, g.kw, g.cin});
+    const int64_t taps = g.kt * g.kh * g.kw;
     kernels::dispatch_float(weight.dtype(), [&](auto w_tag) {
       kernels::dispatch_float(dtype, [&](auto conv_tag) {
         using Tw = decltype(w_tag);
         using Tc = decltype(conv_tag);
-        launch_transpose<Tw, Tc>(typed<Tw>(weight), typed_mut<Tc>(w_conv), cout, cin, kt * kh * kw, kt * kh * kw,
-                                 PadMap{}, nullptr, stream_);
+        launch_transpose<Tw, Tc>(typed<Tw>(weight), typed_mut<Tc>(w_conv), g.cout, g.cin, taps, taps, PadMap{},
+                                 nullptr, stream);
       });
     });
   } else {
-    w_conv = as_dtype(weight, dtype);
+    w_conv = ops.as_dtype(weight, dtype);
   }
 
-  const auto narrow = [](int64_t v) {
-    WANRT_CHECK(v <= int64_t{0x7fffffff}, "conv3d: size ", v, " exceeds cuDNN's 32-bit dimensions");
-    return static_cast<int>(v);
-  };
   const cudnnTensorFormat_t format = channels_last ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW;
-  const int x_dims[5] = {1, narrow(cin), narrow(tp), narrow(hp), narrow(wp)};
-  const int w_dims[5] = {narrow(cout), narrow(cin), narrow(kt), narrow(kh), narrow(kw)};
-  const int y_dims[5] = {1, narrow(cout), narrow(t_out), narrow(h_out), narrow(w_out)};
-  const int pads[3] = {narrow(sym_t), narrow(sym_h), narrow(sym_w)};
-  const int strides[3] = {narrow(o.stride_t), narrow(o.stride_h), narrow(o.stride_w)};
-  const int dilations[3] = {1, 1, 1};
   TensorDescriptor x_desc, y_desc;
   FilterDescriptor w_desc;
   ConvolutionDescriptor conv_desc;
@@ -455,67 +499,84 @@ Tensor CudaOps::conv3d(const Tensor& x, const Tensor& weight, const Tensor* bias
   for (int i = 0; i < 5; ++i) WANRT_ASSERT(cudnn_y_dims[i] == y_dims[i]);
 
   // Math: BF16 on tensor cores; F32 on FMA units unless TF32 was asked for.
-  const bool allow_tensor_math = dtype == DType::BF16 || options_.tf32;
+  const bool allow_tensor_math = dtype == DType::BF16 || ops.options().tf32;
   const cudnnMathType_t requested_math =
-      dtype == DType::BF16 ? CUDNN_TENSOR_OP_MATH : (options_.tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH);
+      dtype == DType::BF16 ? CUDNN_TENSOR_OP_MATH : (ops.options().tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH);
   WANRT_CHECK_CUDNN(cudnnSetConvolutionMathType(conv_desc.get(), requested_math));
 
-  Tensor y = channels_last ? empty(dtype, {t_out, h_out, w_out, cout}) : empty(dtype, {cout, t_out, h_out, w_out});
+  Tensor y = channels_last ? ops.empty(dtype, {g.t_out, g.h_out, g.w_out, g.cout})
+                           : ops.empty(dtype, {g.cout, g.t_out, g.h_out, g.w_out});
   const cudnnHandle_t handle = cudnn_handle();
-  WANRT_CHECK_CUDNN(cudnnSetStream(handle, stream_));
-  const ConvCall call{handle, x_desc, x_conv.raw(), w_desc, w_conv.raw(), conv_desc, y_desc, y.raw_mut()};
-
-  int device = 0;
-  WANRT_CHECK_CUDA(cudaGetDevice(&device));
-  std::vector<int> sizes(std::begin(x_dims), std::end(x_dims));
-  sizes.insert(sizes.end(), std::begin(w_dims), std::end(w_dims));
-  sizes.insert(sizes.end(), std::begin(pads), std::end(pads));
-  sizes.insert(sizes.end(), std::begin(strides), std::end(strides));
-  const ConvKey key{device, static_cast<int>(dtype), options_.tf32, channels_last, std::move(sizes)};
-  ConvPlan plan;
-  {
+  WANRT_CHECK_CUDNN(cudnnSetStream(handle, stream));
+  if (!known) {
+    const ConvCall call{handle, x_desc, x_conv.raw(), w_desc, w_conv.raw(), conv_desc, y_desc, y.raw_mut()};
+    plan = find_plan(ops, call, requested_math, allow_tensor_math);
+    cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+    WANRT_CHECK_CUDA(cudaStreamIsCapturing(stream, &capture));
     std::lock_guard<std::mutex> lock(plan_mutex);
-    auto it = plan_cache().find(key);
-    if (it != plan_cache().end()) {
-      plan = it->second;
-    } else {
-      plan = find_plan(*this, call, requested_math, allow_tensor_math);
-      cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
-      WANRT_CHECK_CUDA(cudaStreamIsCapturing(stream_, &capture));
-      if (capture == cudaStreamCaptureStatusNone) plan_cache().emplace(key, plan);
-    }
+    if (capture == cudaStreamCaptureStatusNone) plan_cache().emplace(key, plan);
+    if (!plan) return std::nullopt;
   }
-  WANRT_CHECK_CUDNN(cudnnSetConvolutionMathType(conv_desc.get(), plan.math));
-  Tensor workspace = empty(DType::U8, {static_cast<int64_t>(plan.workspace)});
+  WANRT_CHECK_CUDNN(cudnnSetConvolutionMathType(conv_desc.get(), plan->math));
+  Tensor workspace = ops.empty(DType::U8, {static_cast<int64_t>(plan->workspace)});
   const float alpha = 1.0f, beta = 0.0f;
   WANRT_CHECK_CUDNN(cudnnConvolutionForward(handle, &alpha, x_desc.get(), x_conv.raw(), w_desc.get(), w_conv.raw(),
-                                            conv_desc.get(), plan.algo, workspace.raw_mut(), plan.workspace, &beta,
+                                            conv_desc.get(), plan->algo, workspace.raw_mut(), plan->workspace, &beta,
                                             y_desc.get(), y.raw_mut()));
 
-  const int64_t positions = t_out * h_out * w_out;
+  const int64_t positions = g.t_out * g.h_out * g.w_out;
   if (channels_last) {
     // [T'·H'·W', Cout] -> [Cout, T', H', W'] with the bias added on the way.
-    Tensor out = empty(dtype, {cout, t_out, h_out, w_out});
+    Tensor out = ops.empty(dtype, {g.cout, g.t_out, g.h_out, g.w_out});
     kernels::dispatch_float(dtype, [&](auto tag) {
       using T = decltype(tag);
-      launch_transpose<T, T>(typed<T>(y), typed_mut<T>(out), 1, positions, cout, cout, PadMap{}, b, stream_);
+      launch_transpose<T, T>(typed<T>(y), typed_mut<T>(out), 1, positions, g.cout, g.cout, PadMap{}, bias, stream);
     });
     return out;
   }
-  if (b && positions > 0) {
+  if (bias && positions > 0) {
     kernels::dispatch_float(dtype, [&](auto tag) {
       using T = decltype(tag);
       constexpr int kVec = 16 / sizeof(T);
       const dim3 grid(static_cast<unsigned>(std::min<int64_t>(64, (positions / kVec + 255) / 256 + 1)),
-                      static_cast<unsigned>(std::min<int64_t>(cout, 65535)));
+                      static_cast<unsigned>(std::min<int64_t>(g.cout, 65535)));
       if (positions % kVec == 0 && kernels::is_aligned(y.raw(), 16))
-        channel_bias_kernel<T, kVec><<<grid, 256, 0, stream_>>>(typed_mut<T>(y), b, cout, positions / kVec);
+        channel_bias_kernel<T, kVec><<<grid, 256, 0, stream>>>(typed_mut<T>(y), bias, g.cout, positions / kVec);
       else
-        channel_bias_kernel<T, 1><<<grid, 256, 0, stream_>>>(typed_mut<T>(y), b, cout, positions);
+        channel_bias_kernel<T, 1><<<grid, 256, 0, stream>>>(typed_mut<T>(y), bias, g.cout, positions);
       WANRT_CHECK_LAUNCH();
     });
   }
   return y;
+}
+
+#endif  // WANRT_HAVE_CUDNN
+
+}  // namespace
+
+Tensor CudaOps::conv3d(const Tensor& x, const Tensor& weight, const Tensor* bias, const Conv3dOptions& o) {
+  expect_device_float(x, "conv3d input");
+  expect_device_float(weight, "conv3d weight");
+  WANRT_CHECK(x.dim() == 4 && weight.dim() == 5 && weight.size(1) == x.size(0), "conv3d: input ",
+              x.describe(), " does not match weight ", weight.describe(),
+              " (expected [Cin, T, H, W] and [Cout, Cin, kt, kh, kw])");
+  const ConvGeometry geometry = conv_geometry(x, weight, o);
+  Tensor bias_f32;
+  const float* b = bias ? float_vector(*this, *bias, geometry.cout, "conv3d bias", bias_f32) : nullptr;
+  const DType dtype = options_.conv_dtype;
+  WANRT_CHECK(dtype == DType::F32 || dtype == DType::BF16, "conv3d: CudaOptions::conv_dtype must be F32 or BF16, got ",
+              dtype_name(dtype));
+#ifndef WANRT_HAVE_CUDNN
+  (void)b;
+  fail("conv3d on the GPU needs cuDNN 9, which was not found when wanrt was built: install it "
+       "(libcudnn9-dev) and re-run cmake");
+#else
+  const ConvLayout first = preferred_conv_layout();
+  const ConvLayout second = first == ConvLayout::Ndhwc ? ConvLayout::Ncdhw : ConvLayout::Ndhwc;
+  for (const ConvLayout layout : {first, second})
+    if (std::optional<Tensor> y = conv3d_in_layout(*this, layout, geometry, x, weight, b)) return *std::move(y);
+  fail("conv3d: cuDNN has no algorithm for ", x.describe(), " * ", weight.describe(), " in ",
+       dtype_name(dtype), (options_.tf32 ? " (TF32)" : ""), " in either layout");
 #endif
 }
 
