@@ -92,6 +92,12 @@ class Ops {
   // adjacent pairs (2k, 2k+1) rotate by the angle whose (cos, sin) is table[row, k, 0..1]
   // (table [rows, head_dim/2, 2], float32, shared by all heads). Later rows stay as they are.
   virtual void rope_(Tensor& x, const Tensor& table) = 0;
+  // The DiT's q/k path as one op: rms_norm(x, weight, eps) over whole rows of x [L, D]
+  // (D = heads·head_dim, the norm spans all heads as in the reference), viewed as
+  // [L, heads, head_dim], then rope_ with `table` -> [L, heads, head_dim]. A fused backend
+  // reads x once and writes the attention input once; it may return it in bf16.
+  virtual Tensor rms_norm_rope(const Tensor& x, const Tensor& weight, float eps,
+                               const Tensor& table, int64_t heads) = 0;
   // softmax(scale · q·kᵀ + bias, masked to kv_len) · v for q [Lq, H, d], k/v [Lk, H, d].
   virtual Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v,
                            const AttentionOptions& options) = 0;

@@ -224,11 +224,12 @@ Tensor WanModel::self_attention(Ops& ops, const Attention& attn, const Tensor& a
   const DitConfig& c = config_;
   const auto eps = static_cast<float>(c.eps);
   const Shape heads_shape = {cond.local_tokens, c.num_heads, c.head_dim()};
-  Tensor q = ops.rms_norm(ops.linear(a, attn.q.weight, &attn.q.bias), attn.norm_q, eps).reshape(heads_shape);
-  Tensor k = ops.rms_norm(ops.linear(a, attn.k.weight, &attn.k.bias), attn.norm_k, eps).reshape(heads_shape);
+  // q/k: RMSNorm over all heads' features, then RoPE per head, as one op (one fused kernel).
+  const Tensor q = ops.rms_norm_rope(ops.linear(a, attn.q.weight, &attn.q.bias), attn.norm_q, eps,
+                                     cond.rope, c.num_heads);  // [S, H, d]
+  const Tensor k = ops.rms_norm_rope(ops.linear(a, attn.k.weight, &attn.k.bias), attn.norm_k, eps,
+                                     cond.rope, c.num_heads);  // [S, H, d]
   const Tensor v = ops.linear(a, attn.v.weight, &attn.v.bias).reshape(heads_shape);  // [S, H, d]
-  ops.rope_(q, cond.rope);
-  ops.rope_(k, cond.rope);
   const AttentionOptions options{.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim())),
                                  .kv_len = cond.tokens};
   const Tensor out = ops.heads_to_sequence(ops.attention(

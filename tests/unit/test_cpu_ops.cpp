@@ -142,6 +142,46 @@ TEST_F(CpuOpsTest, RopeRotatesAdjacentPairsOfLeadingRows) {
       }
 }
 
+// The DiT's q/k path: RMSNorm over the whole row (all heads), then RoPE per head on the rows the
+// table covers; checked against float64 loops written here.
+TEST_F(CpuOpsTest, RmsNormRopeNormalisesWholeRowsThenRotatesEachHead) {
+  for (const auto& [tokens, heads, d, rotated] : std::vector<std::array<int64_t, 4>>{
+           {6, 3, 8, 4}, {5, 1, 2, 5}, {9, 4, 6, 0}, {3, 2, 128, 3}}) {
+    const int64_t features = heads * d;
+    const Tensor x = random_normal({tokens, features}, rng_, 2.0f), weight = random_normal({features}, rng_);
+    Tensor table = Tensor::empty(DType::F32, {rotated, d / 2, 2});
+    std::uniform_real_distribution<double> angle(-M_PI, M_PI);
+    for (int64_t i = 0; i < rotated * d / 2; ++i) {
+      const double a = angle(rng_);
+      table.data<float>()[2 * i] = static_cast<float>(std::cos(a));
+      table.data<float>()[2 * i + 1] = static_cast<float>(std::sin(a));
+    }
+    const float eps = 1e-6f;
+    Tensor expected = testing::poisoned({tokens, heads, d});
+    for (int64_t n = 0; n < tokens; ++n) {
+      double sq = 0;
+      for (int64_t f = 0; f < features; ++f) sq += at(x, n * features + f) * at(x, n * features + f);
+      const double inv = 1 / std::sqrt(sq / static_cast<double>(features) + eps);
+      for (int64_t f = 0; f < features; f += 2) {
+        const double a = at(x, n * features + f) * inv * at(weight, f);
+        const double b = at(x, n * features + f + 1) * inv * at(weight, f + 1);
+        const int64_t k = (f % d) / 2;
+        const double c = n < rotated ? at(table, (n * d / 2 + k) * 2) : 1.0;
+        const double s = n < rotated ? at(table, (n * d / 2 + k) * 2 + 1) : 0.0;
+        expected.data<float>()[n * features + f] = static_cast<float>(a * c - b * s);
+        expected.data<float>()[n * features + f + 1] = static_cast<float>(a * s + b * c);
+      }
+    }
+    const Tensor y = ops_->rms_norm_rope(x, weight, eps, table, heads);
+    ASSERT_EQ(y.shape(), Shape({tokens, heads, d}));
+    EXPECT_LT(relative_error(y, expected), 1e-6) << tokens << "x" << heads << "x" << d;
+  }
+  // The features must split into heads of even size, and the table must fit.
+  const Tensor x = random_normal({4, 12}, rng_), w = random_normal({12}, rng_);
+  EXPECT_THROW(ops_->rms_norm_rope(x, w, 1e-6f, Tensor::zeros(DType::F32, {4, 3, 2}), 5), Error);
+  EXPECT_THROW(ops_->rms_norm_rope(x, w, 1e-6f, Tensor::zeros(DType::F32, {5, 3, 2}), 2), Error);
+}
+
 TEST_F(CpuOpsTest, PatchifyMatchesConvFlattenOrderAndUnpatchifyInverts) {
   const int64_t channels = 5, frames = 3, h = 4, w = 6;
   const Tensor video = random_normal({channels, frames, h, w}, rng_);

@@ -35,6 +35,21 @@ void CpuOps::rope_(Tensor& x, const Tensor& table) {
   }
 }
 
+// The unfused definition that faster backends fuse: the norm spans whole rows (all heads),
+// then each head's pairs rotate.
+Tensor CpuOps::rms_norm_rope(const Tensor& x, const Tensor& weight, float eps, const Tensor& table,
+                             int64_t heads) {
+  WANRT_CHECK(x.dim() >= 2 && heads >= 1, "cpu backend: rms_norm_rope needs x [L, heads·head_dim], got ",
+              x.describe(), " for ", heads, " heads");
+  const int64_t tokens = x.size(0);
+  const int64_t features = shape_numel(Shape(x.shape().begin() + 1, x.shape().end()));
+  WANRT_CHECK(features % heads == 0, "cpu backend: rms_norm_rope: ", features,
+              " features of ", x.describe(), " do not split into ", heads, " heads");
+  Tensor out = rms_norm(x.reshape({tokens, features}), weight, eps).reshape({tokens, heads, features / heads});
+  rope_(out, table);
+  return out;
+}
+
 Tensor CpuOps::attention(const Tensor& q, const Tensor& k, const Tensor& v,
                          const AttentionOptions& options) {
   expect_f32(q, "attention q");

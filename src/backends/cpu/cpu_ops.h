@@ -36,6 +36,8 @@ class CpuOps final : public Ops {
   void add_gated_(Tensor& x, const Tensor& y, const Tensor* gate) override;
 
   void rope_(Tensor& x, const Tensor& table) override;
+  Tensor rms_norm_rope(const Tensor& x, const Tensor& weight, float eps, const Tensor& table,
+                       int64_t heads) override;
   Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v,
                    const AttentionOptions& options) override;
   Tensor embedding(const Tensor& table, const Tensor& ids) override;

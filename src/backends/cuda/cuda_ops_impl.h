@@ -2,7 +2,7 @@
 //   cuda_ops.cpp          construction, streams and handles, memory, embedding, collectives
 //   cuda_linear.cpp       linear through cuBLASLt (epilogues, algorithm cache per shape)
 //   cuda_layout.cu        patchify, unpatchify, pad_rows, concat_rows, rows
-//   cuda_norms.cu         layer_norm, layer_norm_modulate, rms_norm
+//   cuda_norms.cu         layer_norm, layer_norm_modulate, rms_norm, rms_norm_rope
 //   cuda_elementwise.cu   activation, add, mul, add_gated_, rope_
 //   cuda_attention.cu     flash attention (bf16 tensor cores, online softmax, key-length mask)
 //   cuda_video.cu         conv3d, channel_rms_norm, upsample_nearest_2x, frames, concat_frames,
@@ -72,6 +72,8 @@ class CudaOps final : public Ops {
   void add_gated_(Tensor& x, const Tensor& y, const Tensor* gate) override;
 
   void rope_(Tensor& x, const Tensor& table) override;
+  Tensor rms_norm_rope(const Tensor& x, const Tensor& weight, float eps, const Tensor& table,
+                       int64_t heads) override;
   Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v,
                    const AttentionOptions& options) override;
   Tensor embedding(const Tensor& table, const Tensor& ids) override;
