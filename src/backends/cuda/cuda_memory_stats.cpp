@@ -1,6 +1,7 @@
 #include "backends/cuda/cuda_memory_stats.h"
 
 #include <algorithm>
+#include <cstdint>
 
 #include "backends/cuda/cuda_check.h"
 
@@ -14,7 +15,7 @@ DeviceMemorySample sample_device_memory(int device) {
   sample.in_use = sample.total - free_bytes;
   cudaMemPool_t pool = nullptr;
   WANRT_CHECK_CUDA(cudaDeviceGetMemPool(&pool, device));
-  cuuint64_t reserved = 0, reserved_high = 0;
+  uint64_t reserved = 0, reserved_high = 0;  // cuuint64_t values
   WANRT_CHECK_CUDA(cudaMemPoolGetAttribute(pool, cudaMemPoolAttrReservedMemCurrent, &reserved));
   WANRT_CHECK_CUDA(cudaMemPoolGetAttribute(pool, cudaMemPoolAttrReservedMemHigh, &reserved_high));
   sample.pool_reserved = static_cast<size_t>(reserved);
@@ -26,7 +27,8 @@ void reset_pool_high_water(int device) {
   WANRT_CHECK_CUDA(cudaSetDevice(device));
   cudaMemPool_t pool = nullptr;
   WANRT_CHECK_CUDA(cudaDeviceGetMemPool(&pool, device));
-  cuuint64_t zero = 0;  // the only value the attribute accepts: restart at the current level
+  // The attribute accepts only 0 (a cuuint64_t, i.e. 64 bits): restart at the current level.
+  uint64_t zero = 0;
   WANRT_CHECK_CUDA(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReservedMemHigh, &zero));
 }
 
