@@ -114,6 +114,49 @@ TEST(MagCacheE2E, SkipsTheCallsThePolicyDecidesAndCountsThem) {
   EXPECT_GT(drift, 0.0) << "skipped calls changed nothing: the cache was not used";
 }
 
+// Spec §5.6 through the pipeline: 40 UniPC steps at shift 5 (split at call 30) on a one-frame,
+// four-token video so 80 calls stay cheap.
+TEST(MagCacheE2E, FortyStepSchedulesGiveTheSpecFullForwardCounts) {
+  WANRT_REQUIRE_GOLDEN(golden);
+  auto ops = make_cpu_ops();
+  const auto pipeline = I2VPipeline::load(golden + "/Wan2.2-I2V-tiny", *ops);
+  std::mt19937_64 rng(testing::test_seed());
+  const Tensor image = testing::random_uniform({3, 32, 32}, rng, -1.0f, 1.0f);
+  I2VRequest request;
+  request.image = &image;
+  request.prompt = "a cat";
+  request.max_area = 32 * 32;
+  request.frame_num = 1;
+  request.steps = 40;
+  request.shift = 5.0;
+  request.seed = 3;
+
+  struct Case {
+    const char* name;
+    MagCacheSettings settings;
+    int full_forwards;  // spec §5.6
+  };
+  const Case cases[] = {{"E012K2R20", {0.12, 2, 0.2}, 58},
+                        {"E012K2R10", {0.12, 2, 0.1}, 54},
+                        {"E024K2R10", {0.24, 2, 0.1}, 51}};
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    request.magcache = c.settings;
+    SkipRecord record;
+    const I2VResult result = pipeline->generate(request, record.callback());
+    EXPECT_EQ(result.dit_calls.computed, c.full_forwards);
+    EXPECT_EQ(result.dit_calls.skipped, 80 - c.full_forwards);
+    for (int call = 0; call < 30; ++call) EXPECT_FALSE(record.skipped.at(static_cast<size_t>(call))) << call;
+    if (std::string(c.name) == "E012K2R20") {
+      std::vector<int> skipped;
+      for (size_t call = 0; call < record.skipped.size(); ++call)
+        if (record.skipped[call]) skipped.push_back(static_cast<int>(call));
+      EXPECT_EQ(skipped, (std::vector<int>{40, 41, 42, 43, 46, 47, 48, 49, 52, 53, 54,
+                                           55, 58, 59, 60, 61, 64, 65, 68, 69, 72, 73}));
+    }
+  }
+}
+
 TEST(MagCacheE2E, NeverSkippingMagCacheAndOffloadingLeaveTheVideoUnchanged) {
   WANRT_REQUIRE_GOLDEN(golden);
   auto ops = make_cpu_ops();
