@@ -279,16 +279,19 @@ int run_generate(GenerateOptions options) {
               options.sample_shift, ": must be a positive number");
   const GuideScale guide = parse_guide_scale(options.sample_guide_scale);
   const bool offload_given = !options.offload_model.empty();
-  [[maybe_unused]] const bool offload_flag = offload_given && parse_str2bool("--offload_model", options.offload_model);
+  [[maybe_unused]] const bool offload_flag =
+      offload_given && parse_str2bool("--offload_model", options.offload_model);
 
   // Backend options.
   [[maybe_unused]] const bool tf32 = flag_value("--tf32", options.tf32_option, options.tf32);
-  [[maybe_unused]] const bool compile = flag_value("--compile", options.compile_option, options.compile);
+  [[maybe_unused]] const bool compile =
+      flag_value("--compile", options.compile_option, options.compile);
   WANRT_CHECK(options.vae_dtype == "bf16" || options.vae_dtype == "fp32", "--vae_dtype ",
               options.vae_dtype, ": choose bf16 or fp32");
 
   // MagCache.
-  const bool use_magcache = flag_value("--use_magcache", options.use_magcache_option, options.use_magcache);
+  const bool use_magcache =
+      flag_value("--use_magcache", options.use_magcache_option, options.use_magcache);
   const bool calibrate = !options.magcache_calibrate.empty();
   WANRT_CHECK(options.magcache_K >= 0, "--magcache_K ", options.magcache_K,
               ": the number of consecutive cached calls per branch must be 0 or more");
@@ -358,7 +361,8 @@ int run_generate(GenerateOptions options) {
   if (use_magcache)
     std::cout << "  MagCache    thresh " << options.magcache_thresh << ", K " << options.magcache_K
               << ", retention " << options.retention_ratio << ", ratios "
-              << (options.magcache_ratios.empty() ? "of I2V-A14B (shipped)" : options.magcache_ratios)
+              << (options.magcache_ratios.empty() ? "of I2V-A14B (shipped)"
+                                                  : options.magcache_ratios)
               << "\n";
   if (calibrate)
     std::cout << "  MagCache    calibrating: every DiT call computed, ratios to "
@@ -374,11 +378,13 @@ int run_generate(GenerateOptions options) {
   std::function<std::string()> memory_line;
   if (!backend.cuda) {
     std::cout << "  backend     cpu, float32 (" << backend.why << ")\n";
-    for (const auto& [given, flag] : {std::pair{offload_given, "--offload_model"},
-                                      std::pair{options.t5_cpu, "--t5_cpu"},
-                                      std::pair{options.convert_model_dtype, "--convert_model_dtype"},
-                                      std::pair{options.tf32_option->count() > 0, "--tf32"},
-                                      std::pair{options.vae_dtype_option->count() > 0, "--vae_dtype"}})
+    const std::pair<bool, const char*> no_effect[] = {
+        {offload_given, "--offload_model"},
+        {options.t5_cpu, "--t5_cpu"},
+        {options.convert_model_dtype, "--convert_model_dtype"},
+        {options.tf32_option->count() > 0, "--tf32"},
+        {options.vae_dtype_option->count() > 0, "--vae_dtype"}};
+    for (const auto& [given, flag] : no_effect)
       if (given)
         std::cout << "Note: " << flag
                   << " changes nothing on the CPU backend (every part already runs on the CPU, "
@@ -401,7 +407,8 @@ int run_generate(GenerateOptions options) {
               << (tf32 ? "with TF32 (--tf32)" : "in true float32") << "; VAE in "
               << options.vae_dtype << "\n";
     if (compile)
-      std::cout << "Note: --compile" << (options.compile_mode.empty() ? "" : " --compile_mode " + options.compile_mode)
+      std::cout << "Note: --compile"
+                << (options.compile_mode.empty() ? "" : " --compile_mode " + options.compile_mode)
                 << ": wanrt's CUDA backend always runs its fastest path (fused kernels, CUDA "
                    "graph replay); the flag is accepted for compatibility.\n";
     if (options.convert_model_dtype)
@@ -548,7 +555,8 @@ int run_generate(GenerateOptions options) {
               << options.save_latent << " (tensor 'latent').\n";
   if (calibrate)
     std::cout << "Saved the MagCache ratio table (" << result.measured_mag_ratios.size()
-              << " ratios for " << options.sample_steps << " steps) to " << options.magcache_calibrate
+              << " ratios for " << options.sample_steps << " steps) to "
+              << options.magcache_calibrate
               << "; use it with --use_magcache --magcache_ratios " << options.magcache_calibrate
               << "\n";
   if (pipeline->random_weights())

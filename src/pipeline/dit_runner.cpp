@@ -82,7 +82,8 @@ void DitRunner::measure(const Tensor& residual, const DitConditioning& cond, int
   const Tensor host = ops.download(residual);  // [S, D]
   const int64_t width = host.size(1);
   // Padding rows (sequence parallelism) are no tokens of the video: leave them out.
-  const int64_t real_rows = std::clamp<int64_t>(cond.tokens - cond.local_begin, 0, cond.local_tokens);
+  const int64_t real_rows =
+      std::clamp<int64_t>(cond.tokens - cond.local_begin, 0, cond.local_tokens);
   std::vector<double> norms(static_cast<size_t>(real_rows));
   const float* data = host.data<float>();
   for (int64_t row = 0; row < real_rows; ++row) {
@@ -115,7 +116,8 @@ void DitRunner::measure(const Tensor& residual, const DitConditioning& cond, int
       const Tensor all = ops.download(ops.all_gather_rows(ops.upload(local)));  // [ranks, 2]
       double weighted = 0, tokens = 0;
       for (int64_t rank = 0; rank < all.size(0); ++rank) {
-        weighted += static_cast<double>(all.data<float>()[2 * rank]) * all.data<float>()[2 * rank + 1];
+        weighted +=
+            static_cast<double>(all.data<float>()[2 * rank]) * all.data<float>()[2 * rank + 1];
         tokens += all.data<float>()[2 * rank + 1];
       }
       mean = tokens > 0 ? weighted / tokens : 1.0;

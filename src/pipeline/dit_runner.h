@@ -72,8 +72,8 @@ class DitRunner {
   int call_ = 0;
   bool last_skipped_ = false;
   DitCallStats stats_;
-  Tensor residual_[2];   // per parity: the last full call's blocks output − input, [S, D]
-  Tensor minus_ones_;    // [D] float32 −1: the gate that turns add_gated_ into a subtraction
+  Tensor residual_[2];  // per parity: the last full call's blocks output − input, [S, D]
+  Tensor minus_ones_;   // [D] float32 −1: the gate that turns add_gated_ into a subtraction
   // Calibration: per parity, the per-token residual norms of the previous call (this rank's
   // real tokens), and the ratios measured so far.
   std::vector<double> previous_norms_[2];

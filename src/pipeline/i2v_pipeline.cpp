@@ -98,7 +98,8 @@ struct I2VPipeline::Impl {
 
   std::unique_ptr<WanModel> load_expert(bool high) const {
     const TensorStore& weights = high ? *high_weights : *low_weights;
-    return std::make_unique<WanModel>(WanModel::load(high ? high_config : low_config, weights, *ops));
+    return std::make_unique<WanModel>(
+        WanModel::load(high ? high_config : low_config, weights, *ops));
   }
   // Makes the expert resident, freeing the other first when offloading; returns the seconds
   // spent bringing weights in (0 when it already was resident).
@@ -189,8 +190,9 @@ std::unique_ptr<I2VPipeline> I2VPipeline::load(const std::string& checkpoint_dir
   }
   WANRT_CHECK(m.high_config.out_dim == m.vae->config.z_dim, "the DiT predicts ",
               m.high_config.out_dim, " latent channels but the VAE has ", m.vae->config.z_dim);
-  WANRT_CHECK(m.high_config.text_dim == m.t5->config().dim, "the DiT expects text features of width ",
-              m.high_config.text_dim, " but the T5 encoder produces ", m.t5->config().dim);
+  WANRT_CHECK(m.high_config.text_dim == m.t5->config().dim,
+              "the DiT expects text features of width ", m.high_config.text_dim,
+              " but the T5 encoder produces ", m.t5->config().dim);
   m.barrier();
   m.load_seconds = seconds_since(start);
   m.log(m.residency());
@@ -226,8 +228,9 @@ DitRunner make_runner(Ops& ops, const I2VRequest& r, const FlowScheduler& schedu
   if (r.calibrate_magcache) return DitRunner::calibrating(ops);
   if (!r.magcache) return DitRunner(ops);
   const int split_call = 2 * high_noise_step_count(scheduler.timesteps(), r.boundary);
-  const std::vector<double> table =
-      r.magcache_ratios.empty() ? load_default_mag_ratios(MagRatioTable::I2V_A14B) : r.magcache_ratios;
+  const std::vector<double> table = r.magcache_ratios.empty()
+                                        ? load_default_mag_ratios(MagRatioTable::I2V_A14B)
+                                        : r.magcache_ratios;
   return DitRunner(ops, MagCachePolicy(table, scheduler.num_steps(), split_call, MagCacheMode::I2V,
                                        *r.magcache));
 }

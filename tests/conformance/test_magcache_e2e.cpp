@@ -3,12 +3,11 @@
 // exactly the ones the policy decides for the real schedule, and the summary counts them;
 // MagCache that never skips and offloading both leave the video bit-identical; one pipeline
 // object forgets the previous video; calibration writes a table MagCache can run on.
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <string>
 #include <vector>
@@ -73,7 +72,8 @@ struct SkipRecord {
 // The smaller golden case (5 frames, 6 dpm++ steps at shift 3: 2 high-noise steps), so the
 // several videos below stay quick on the CPU.
 constexpr const char* kCase = "dpmpp_6steps_guide2_4";
-constexpr MagCacheSettings kE012K2R20{.threshold = 0.12, .max_skipped_calls = 2, .retention_ratio = 0.2};
+constexpr MagCacheSettings kE012K2R20{
+    .threshold = 0.12, .max_skipped_calls = 2, .retention_ratio = 0.2};
 
 TEST(MagCacheE2E, SkipsTheCallsThePolicyDecidesAndCountsThem) {
   WANRT_REQUIRE_GOLDEN(golden);
@@ -94,7 +94,8 @@ TEST(MagCacheE2E, SkipsTheCallsThePolicyDecidesAndCountsThem) {
   for (int call = 0; call < 2 * steps; ++call) expected.push_back(policy.decide());
   const auto expected_skips = static_cast<int>(std::count(expected.begin(), expected.end(), true));
   ASSERT_GT(expected_skips, 0) << "this setting must skip here, or the test proves nothing";
-  for (int call = 0; call < split; ++call) EXPECT_FALSE(expected[static_cast<size_t>(call)]) << "high-noise call " << call;
+  for (int call = 0; call < split; ++call)
+    EXPECT_FALSE(expected[static_cast<size_t>(call)]) << "high-noise call " << call;
 
   const I2VResult full = pipeline->generate(c.request);
   EXPECT_EQ(full.dit_calls.computed, 2 * steps);
@@ -109,8 +110,10 @@ TEST(MagCacheE2E, SkipsTheCallsThePolicyDecidesAndCountsThem) {
   for (float v : cached.latent.floats()) ASSERT_TRUE(std::isfinite(v));
   const double drift = relative_error(cached.latent, full.latent);
   const double golden_err = relative_error(cached.latent, c.data.tensors.get("final_latent"));
-  std::printf("  E012K2R20 at %d steps: %d of %d calls skipped; final latent vs full compute %.3e, "
-              "vs golden %.3e\n", steps, expected_skips, 2 * steps, drift, golden_err);
+  std::printf(
+      "  E012K2R20 at %d steps: %d of %d calls skipped; final latent vs full compute %.3e, "
+      "vs golden %.3e\n",
+      steps, expected_skips, 2 * steps, drift, golden_err);
   EXPECT_GT(drift, 0.0) << "skipped calls changed nothing: the cache was not used";
 }
 
@@ -146,7 +149,8 @@ TEST(MagCacheE2E, FortyStepSchedulesGiveTheSpecFullForwardCounts) {
     const I2VResult result = pipeline->generate(request, record.callback());
     EXPECT_EQ(result.dit_calls.computed, c.full_forwards);
     EXPECT_EQ(result.dit_calls.skipped, 80 - c.full_forwards);
-    for (int call = 0; call < 30; ++call) EXPECT_FALSE(record.skipped.at(static_cast<size_t>(call))) << call;
+    for (int call = 0; call < 30; ++call)
+      EXPECT_FALSE(record.skipped.at(static_cast<size_t>(call))) << call;
     if (std::string(c.name) == "E012K2R20") {
       std::vector<int> skipped;
       for (size_t call = 0; call < record.skipped.size(); ++call)
@@ -171,7 +175,8 @@ TEST(MagCacheE2E, NeverSkippingMagCacheAndOffloadingLeaveTheVideoUnchanged) {
 
   const I2VResult plain = pipeline->generate(c.request);
   EXPECT_LE(relative_error(plain.latent, c.data.tensors.get("final_latent")), 1e-4);
-  c.request.magcache = MagCacheSettings{.threshold = 0.0, .max_skipped_calls = 2, .retention_ratio = 0.0};
+  c.request.magcache =
+      MagCacheSettings{.threshold = 0.0, .max_skipped_calls = 2, .retention_ratio = 0.0};
   const I2VResult never_skips = pipeline->generate(c.request);
   EXPECT_EQ(never_skips.dit_calls.skipped, 0);
   EXPECT_TRUE(bit_identical(never_skips.latent, plain.latent));
@@ -211,7 +216,8 @@ TEST(MagCacheE2E, OnePipelineForgetsThePreviousVideo) {
   const I2VResult again = pipeline->generate(c.request);
   EXPECT_TRUE(bit_identical(again.latent, first.latent));
   EXPECT_EQ(again.dit_calls.skipped, first.dit_calls.skipped);
-  EXPECT_EQ(between.dit_calls.skipped, first.dit_calls.skipped);  // the schedule is data-independent
+  EXPECT_EQ(between.dit_calls.skipped,
+            first.dit_calls.skipped);  // the schedule is data-independent
   EXPECT_GT(first.dit_calls.skipped, 0);
   EXPECT_GT(relative_error(between.latent, first.latent), 1e-3);
 }
@@ -233,7 +239,8 @@ TEST(MagCacheE2E, CalibrationWritesATableMagCacheRunsOn) {
   const std::string path = testing::temp_dir() + "/tiny.json";
   save_mag_ratios(path, calibration.measured_mag_ratios, "tiny", "test");
   c.request.calibrate_magcache = false;
-  c.request.magcache = MagCacheSettings{.threshold = 10.0, .max_skipped_calls = 1, .retention_ratio = 0.0};
+  c.request.magcache =
+      MagCacheSettings{.threshold = 10.0, .max_skipped_calls = 1, .retention_ratio = 0.0};
   c.request.magcache_ratios = load_mag_ratios(path);
   const I2VResult cached = pipeline->generate(c.request);
   // Threshold 10 and K 1 over a low-noise phase with no retention: every other low-noise call of

@@ -63,7 +63,8 @@ CallInputs random_inputs(const DitConfig& c, std::mt19937_64& rng, double timest
 // nothing is retained; so calls 0 and 1 are computed (no residual yet) and later ones skipped.
 MagCachePolicy always_skip_policy(int steps) {
   return MagCachePolicy(std::vector<double>(static_cast<size_t>(2 * steps - 2), 1.0), steps, 0,
-                        MagCacheMode::TI2V, {.threshold = 1.0, .max_skipped_calls = 1000, .retention_ratio = 0.0});
+                        MagCacheMode::TI2V,
+                        {.threshold = 1.0, .max_skipped_calls = 1000, .retention_ratio = 0.0});
 }
 
 // run_blocks(x0) − x0 on the host, and the head applied to x0' + residual, by hand.
@@ -72,14 +73,17 @@ Tensor host_residual(Ops& ops, const WanModel& model, const DitInputs& inputs) {
   const Tensor out = ops.download(model.run_blocks(ops, cond));
   const Tensor x0 = ops.download(cond.x0);
   Tensor residual = out.clone();
-  for (int64_t i = 0; i < residual.numel(); ++i) residual.floats()[static_cast<size_t>(i)] -= x0.floats()[static_cast<size_t>(i)];
+  for (int64_t i = 0; i < residual.numel(); ++i)
+    residual.floats()[static_cast<size_t>(i)] -= x0.floats()[static_cast<size_t>(i)];
   return residual;
 }
 
-Tensor head_of_cached(Ops& ops, const WanModel& model, const DitInputs& inputs, const Tensor& residual) {
+Tensor head_of_cached(Ops& ops, const WanModel& model, const DitInputs& inputs,
+                      const Tensor& residual) {
   const DitConditioning cond = model.prepare(ops, inputs);
   Tensor x = ops.download(cond.x0).clone();
-  for (int64_t i = 0; i < x.numel(); ++i) x.floats()[static_cast<size_t>(i)] += residual.floats()[static_cast<size_t>(i)];
+  for (int64_t i = 0; i < x.numel(); ++i)
+    x.floats()[static_cast<size_t>(i)] += residual.floats()[static_cast<size_t>(i)];
   return model.head(ops, ops.upload(x), cond);
 }
 
@@ -105,14 +109,19 @@ TEST_F(DitRunnerTest, SkippedCallIsTheHeadOfX0PlusTheCachedResidualOfItsParity) 
   SCOPED_TRACE("WANRT_TEST_SEED=" + std::to_string(seed_));
   // Step 0 (cond, uncond) computed; step 1 (cond, uncond) skipped, at another timestep and
   // latent, each with its own parity's residual.
-  const CallInputs cond0 = random_inputs(config_, rng_, 999), uncond0 = random_inputs(config_, rng_, 999);
-  const CallInputs cond1 = random_inputs(config_, rng_, 700), uncond1 = random_inputs(config_, rng_, 700);
+  const CallInputs cond0 = random_inputs(config_, rng_, 999),
+                   uncond0 = random_inputs(config_, rng_, 999);
+  const CallInputs cond1 = random_inputs(config_, rng_, 700),
+                   uncond1 = random_inputs(config_, rng_, 700);
   DitRunner runner(*ops_, always_skip_policy(2));
   runner.begin_video();
 
-  EXPECT_EQ(relative_error(runner.call(*model_, cond0.get()), model_->forward(*ops_, cond0.get())), 0.0);
+  EXPECT_EQ(relative_error(runner.call(*model_, cond0.get()), model_->forward(*ops_, cond0.get())),
+            0.0);
   EXPECT_FALSE(runner.last_call_skipped());
-  EXPECT_EQ(relative_error(runner.call(*model_, uncond0.get()), model_->forward(*ops_, uncond0.get())), 0.0);
+  EXPECT_EQ(
+      relative_error(runner.call(*model_, uncond0.get()), model_->forward(*ops_, uncond0.get())),
+      0.0);
   EXPECT_FALSE(runner.last_call_skipped());
 
   const Tensor cond_residual = host_residual(*ops_, *model_, cond0.get());
@@ -127,7 +136,9 @@ TEST_F(DitRunnerTest, SkippedCallIsTheHeadOfX0PlusTheCachedResidualOfItsParity) 
   EXPECT_LE(relative_error(skipped_cond, expected_cond), 1e-6);
   EXPECT_LE(relative_error(skipped_uncond, expected_uncond), 1e-6);
   // The other parity's residual gives something else: the caches really are per branch.
-  EXPECT_GT(relative_error(skipped_cond, head_of_cached(*ops_, *model_, cond1.get(), uncond_residual)), 1e-3);
+  EXPECT_GT(
+      relative_error(skipped_cond, head_of_cached(*ops_, *model_, cond1.get(), uncond_residual)),
+      1e-3);
   // And a skipped call is not the full forward.
   EXPECT_GT(relative_error(skipped_cond, model_->forward(*ops_, cond1.get())), 1e-3);
 
@@ -142,8 +153,9 @@ TEST_F(DitRunnerTest, ComputedCallsEqualTheForwardWithOrWithoutMagCache) {
   SCOPED_TRACE("WANRT_TEST_SEED=" + std::to_string(seed_));
   DitRunner plain(*ops_);
   // Threshold 0: MagCache never skips, but keeps residuals (the bookkeeping must not touch x).
-  DitRunner never_skips(*ops_, MagCachePolicy(std::vector<double>(6, 0.99), 4, 0, MagCacheMode::TI2V,
-                                               {.threshold = 0.0, .max_skipped_calls = 2, .retention_ratio = 0.0}));
+  DitRunner never_skips(
+      *ops_, MagCachePolicy(std::vector<double>(6, 0.99), 4, 0, MagCacheMode::TI2V,
+                            {.threshold = 0.0, .max_skipped_calls = 2, .retention_ratio = 0.0}));
   plain.begin_video();
   never_skips.begin_video();
   for (int call = 0; call < 8; ++call) {
@@ -163,7 +175,8 @@ TEST_F(DitRunnerTest, BeginVideoForgetsThePreviousVideo) {
   SCOPED_TRACE("WANRT_TEST_SEED=" + std::to_string(seed_));
   DitRunner runner(*ops_, always_skip_policy(3));
   runner.begin_video();
-  for (int call = 0; call < 3; ++call) runner.call(*model_, random_inputs(config_, rng_, 900).get());
+  for (int call = 0; call < 3; ++call)
+    runner.call(*model_, random_inputs(config_, rng_, 900).get());
   EXPECT_EQ(runner.stats().skipped, 1);
   // A new video of another size: its first calls are computed (no residual of the old video
   // is used, and none would fit), counters and statistics start over.
@@ -172,8 +185,11 @@ TEST_F(DitRunnerTest, BeginVideoForgetsThePreviousVideo) {
   EXPECT_EQ(runner.stats().total(), 0);
   const CallInputs cond = random_inputs(config_, rng_, 999, 2, 4, 4);
   const CallInputs uncond = random_inputs(config_, rng_, 999, 2, 4, 4);
-  EXPECT_EQ(relative_error(runner.call(*model_, cond.get()), model_->forward(*ops_, cond.get())), 0.0);
-  EXPECT_EQ(relative_error(runner.call(*model_, uncond.get()), model_->forward(*ops_, uncond.get())), 0.0);
+  EXPECT_EQ(relative_error(runner.call(*model_, cond.get()), model_->forward(*ops_, cond.get())),
+            0.0);
+  EXPECT_EQ(
+      relative_error(runner.call(*model_, uncond.get()), model_->forward(*ops_, uncond.get())),
+      0.0);
   EXPECT_EQ(runner.stats().computed, 2);
   EXPECT_EQ(runner.stats().skipped, 0);
   const CallInputs later = random_inputs(config_, rng_, 500, 2, 4, 4);
@@ -188,11 +204,14 @@ TEST_F(DitRunnerTest, CalibrationMeasuresTheMeanRatioOfResidualNorms) {
   SCOPED_TRACE("WANRT_TEST_SEED=" + std::to_string(seed_));
   constexpr int kSteps = 3;
   std::vector<CallInputs> calls;
-  for (int call = 0; call < 2 * kSteps; ++call) calls.push_back(random_inputs(config_, rng_, 999 - 300 * (call / 2)));
+  for (int call = 0; call < 2 * kSteps; ++call)
+    calls.push_back(random_inputs(config_, rng_, 999 - 300 * (call / 2)));
   DitRunner runner = DitRunner::calibrating(*ops_);
   runner.begin_video();
   for (const CallInputs& inputs : calls)
-    EXPECT_EQ(relative_error(runner.call(*model_, inputs.get()), model_->forward(*ops_, inputs.get())), 0.0);
+    EXPECT_EQ(
+        relative_error(runner.call(*model_, inputs.get()), model_->forward(*ops_, inputs.get())),
+        0.0);
   EXPECT_EQ(runner.stats().computed, 2 * kSteps);
   const std::vector<double>& measured = runner.measured_ratios();
   ASSERT_EQ(measured.size(), static_cast<size_t>(2 * kSteps - 2));
@@ -229,7 +248,8 @@ TEST_F(DitRunnerTest, SequenceParallelRanksAgreeWithOneRank) {
     calls.push_back(random_inputs(config_, rng_, 999 - 250 * (call / 2), 3, 6, 6));  // 3·3·3 tokens
 
   auto run_all = [&](Ops& ops, const WanModel& model, bool calibrate, std::vector<double>* ratios) {
-    DitRunner runner = calibrate ? DitRunner::calibrating(ops) : DitRunner(ops, always_skip_policy(kSteps));
+    DitRunner runner =
+        calibrate ? DitRunner::calibrating(ops) : DitRunner(ops, always_skip_policy(kSteps));
     runner.begin_video();
     std::vector<Tensor> outputs;
     for (const CallInputs& inputs : calls) outputs.push_back(runner.call(model, inputs.get()));
@@ -250,7 +270,8 @@ TEST_F(DitRunnerTest, SequenceParallelRanksAgreeWithOneRank) {
       threads.emplace_back([&, r] {
         auto rank_ops = make_cpu_ops(group[static_cast<size_t>(r)]);
         const WanModel model = WanModel::load(config_, weights_, *rank_ops);
-        rank_outputs[static_cast<size_t>(r)] = run_all(*rank_ops, model, calibrate, &rank_ratios[static_cast<size_t>(r)]);
+        rank_outputs[static_cast<size_t>(r)] =
+            run_all(*rank_ops, model, calibrate, &rank_ratios[static_cast<size_t>(r)]);
       });
     for (auto& thread : threads) thread.join();
     for (int r = 0; r < kWorld; ++r) {
@@ -260,7 +281,8 @@ TEST_F(DitRunnerTest, SequenceParallelRanksAgreeWithOneRank) {
             << "rank " << r << ", call " << call;
       ASSERT_EQ(rank_ratios[static_cast<size_t>(r)].size(), single_ratios.size());
       for (size_t j = 0; j < single_ratios.size(); ++j)
-        EXPECT_NEAR(rank_ratios[static_cast<size_t>(r)][j], single_ratios[j], 1e-5) << "rank " << r << ", ratio " << j;
+        EXPECT_NEAR(rank_ratios[static_cast<size_t>(r)][j], single_ratios[j], 1e-5)
+            << "rank " << r << ", ratio " << j;
     }
   }
 }

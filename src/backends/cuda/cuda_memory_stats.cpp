@@ -43,7 +43,8 @@ DeviceMemoryTracker::DeviceMemoryTracker(int device) : device_(device) {
 
 void DeviceMemoryTracker::sample() {
   const DeviceMemorySample now = sample_device_memory(device_);
-  outside_pool_peak_ = std::max(outside_pool_peak_, now.in_use - std::min(now.pool_reserved, now.in_use));
+  outside_pool_peak_ =
+      std::max(outside_pool_peak_, now.in_use - std::min(now.pool_reserved, now.in_use));
   pool_high_ = std::max(pool_high_, now.pool_reserved_high);
 }
 
