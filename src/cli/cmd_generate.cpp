@@ -1,16 +1,21 @@
 // `wanrt generate`: the official generate.py command line for image-to-video (I2V-A14B), with
-// the same flag names and defaults, plus --noise_file / --save_latent for reproducible runs.
+// the same flag names and defaults, plus --noise_file / --save_latent for reproducible runs,
+// the seed write-up's recipes (--tf32, --compile, MagCache with the flags of
+// MagCache4Wan2.2/magcache_generate.py) and wanrt's own --backend, --vae_dtype,
+// --magcache_ratios and --magcache_calibrate.
 //
 // Order of work: every flag, the image and the output paths are checked first (cheap), then
 // the checkpoint is loaded, then the pipeline runs. A mistake therefore costs no load time.
 #include <CLI/CLI.hpp>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
+#include <functional>
 #include <iostream>
 #include <memory>
 #include <random>
@@ -20,11 +25,19 @@
 #include "cli/generate_args.h"
 #include "cli/generate_report.h"
 #include "core/error.h"
+#include "io/checkpoint.h"
 #include "io/image.h"
 #include "io/safetensors.h"
 #include "io/video_writer.h"
 #include "pipeline/i2v_image.h"
 #include "pipeline/i2v_pipeline.h"
+#include "schedulers/magcache.h"
+
+#ifdef WANRT_HAVE_CUDA
+#include "backends/cuda/cuda_device.h"
+#include "backends/cuda/cuda_memory_stats.h"
+#include "backends/cuda/cuda_ops.h"
+#endif
 
 namespace wanrt::cli {
 namespace {
@@ -47,14 +60,7 @@ struct LaterFeature {
 constexpr LaterFeature kLaterFeatures[] = {
     {"--dit_fsdp", "FSDP sharding of the DiT needs the multi-GPU backend", false},
     {"--t5_fsdp", "FSDP sharding of T5 needs the multi-GPU backend", false},
-    {"--tf32", "TF32 matrix products belong to the CUDA backend", false},
-    {"--quantize", "int8/fp8 weights belong to the CUDA backend", true},
-    {"--use_magcache", "MagCache step skipping is not wired into generate", false},
-    {"--magcache_K", "MagCache step skipping is not wired into generate", true},
-    {"--magcache_thresh", "MagCache step skipping is not wired into generate", true},
-    {"--retention_ratio", "MagCache step skipping is not wired into generate", true},
-    {"--compile", "compiled (CUDA graph) execution belongs to the CUDA backend", false},
-    {"--compile_mode", "compiled (CUDA graph) execution belongs to the CUDA backend", true},
+    {"--quantize", "int8/fp8 weights are not wired into generate", true},
     {"--use_prompt_extend", "prompt extension calls an external language model", false},
     {"--prompt_extend_method", "prompt extension calls an external language model", true},
     {"--prompt_extend_model", "prompt extension calls an external language model", true},
@@ -82,6 +88,25 @@ struct GenerateOptions {
   std::string noise_file;
   std::string save_noise;
   std::string save_latent;
+  // Backend and its options.
+  std::string backend = "auto";
+  std::string tf32;          // str2bool text; "" when not given or given without a value
+  std::string compile;       // likewise
+  std::string compile_mode;  // accepted, any value
+  std::string vae_dtype = "bf16";
+  CLI::Option* tf32_option = nullptr;
+  CLI::Option* compile_option = nullptr;
+  CLI::Option* compile_mode_option = nullptr;
+  CLI::Option* vae_dtype_option = nullptr;
+  // MagCache (the flags and defaults of MagCache4Wan2.2/magcache_generate.py).
+  std::string use_magcache;  // str2bool text; "" when given without a value
+  CLI::Option* use_magcache_option = nullptr;
+  int64_t magcache_K = 2;
+  double magcache_thresh = 0.04;
+  double retention_ratio = 0.2;
+  std::vector<CLI::Option*> magcache_setting_options;
+  std::string magcache_ratios;
+  std::string magcache_calibrate;
   // Values of the later-feature flags (only whether they were given matters).
   std::vector<std::string> later_values = std::vector<std::string>(std::size(kLaterFeatures));
   std::vector<CLI::Option*> later_options;
@@ -169,6 +194,67 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
+// ---- backend ----
+
+// A flag that may come bare (meaning True) or with a str2bool value.
+bool flag_value(const std::string& flag, const CLI::Option* option, const std::string& text) {
+  if (option == nullptr || option->count() == 0) return false;
+  return text.empty() ? true : parse_str2bool(flag, text);
+}
+
+#ifdef WANRT_HAVE_CUDA
+std::string gib(size_t bytes) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.1f GiB", static_cast<double>(bytes) / (1ull << 30));
+  return text;
+}
+#endif
+
+struct BackendChoice {
+  bool cuda = false;
+  std::string why;  // for the header: how the choice was made
+};
+
+BackendChoice choose_backend(const std::string& backend) {
+  WANRT_CHECK(backend == "auto" || backend == "cpu" || backend == "cuda", "--backend ", backend,
+              ": unknown backend; choose auto, cpu or cuda");
+  if (backend == "cpu") return {false, "--backend cpu"};
+#ifdef WANRT_HAVE_CUDA
+  const int gpus = cuda::device_count();
+  if (backend == "cuda") {
+    WANRT_CHECK(gpus > 0, "--backend cuda: no CUDA GPU is visible on this machine (check "
+                          "nvidia-smi and CUDA_VISIBLE_DEVICES), or use --backend cpu");
+    return {true, "--backend cuda"};
+  }
+  if (gpus > 0) return {true, "auto: this wanrt has the CUDA backend and a GPU is present"};
+  return {false, "auto: this wanrt has the CUDA backend, but no GPU is visible"};
+#else
+  WANRT_CHECK(backend != "cuda", "--backend cuda: this wanrt was built without the CUDA backend "
+                                 "(nvcc was not found at configure time, or -DWANRT_CUDA=OFF); "
+                                 "rebuild with CUDA or use --backend cpu");
+  return {false, "auto: this wanrt was built without the CUDA backend"};
+#endif
+}
+
+#ifdef WANRT_HAVE_CUDA
+// Device bytes of the weights in bf16: both experts from their configs, T5 and VAE from their
+// files (T5 is stored in bf16; the VAE is small either way). Used to choose --offload_model.
+uint64_t device_weight_bytes(const std::string& ckpt_dir, bool t5_on_device) {
+  const CheckpointLayout layout = resolve_checkpoint(ckpt_dir);
+  uint64_t bytes = 0;
+  for (const ExpertLayout* expert : {&layout.high_noise, &layout.low_noise})
+    bytes += 2 * static_cast<uint64_t>(load_expert_config(*expert).parameter_count());
+  for (const auto& source : {t5_on_device ? layout.t5 : std::nullopt, layout.vae})
+    if (source)
+      for (const std::string& file : source->files) {
+        std::error_code ec;
+        const uintmax_t file_bytes = fs::file_size(file, ec);
+        if (!ec) bytes += file_bytes;
+      }
+  return bytes;
+}
+#endif
+
 // ---- the run ----
 
 int run_generate(GenerateOptions options) {
@@ -192,7 +278,44 @@ int run_generate(GenerateOptions options) {
   WANRT_CHECK(std::isfinite(options.sample_shift) && options.sample_shift > 0, "--sample_shift ",
               options.sample_shift, ": must be a positive number");
   const GuideScale guide = parse_guide_scale(options.sample_guide_scale);
-  if (!options.offload_model.empty()) parse_str2bool("--offload_model", options.offload_model);
+  const bool offload_given = !options.offload_model.empty();
+  [[maybe_unused]] const bool offload_flag =
+      offload_given && parse_str2bool("--offload_model", options.offload_model);
+
+  // Backend options.
+  [[maybe_unused]] const bool tf32 = flag_value("--tf32", options.tf32_option, options.tf32);
+  [[maybe_unused]] const bool compile =
+      flag_value("--compile", options.compile_option, options.compile);
+  WANRT_CHECK(options.vae_dtype == "bf16" || options.vae_dtype == "fp32", "--vae_dtype ",
+              options.vae_dtype, ": choose bf16 or fp32");
+
+  // MagCache.
+  const bool use_magcache =
+      flag_value("--use_magcache", options.use_magcache_option, options.use_magcache);
+  const bool calibrate = !options.magcache_calibrate.empty();
+  WANRT_CHECK(options.magcache_K >= 0, "--magcache_K ", options.magcache_K,
+              ": the number of consecutive cached calls per branch must be 0 or more");
+  WANRT_CHECK(std::isfinite(options.magcache_thresh) && options.magcache_thresh >= 0,
+              "--magcache_thresh ", options.magcache_thresh, ": must be a number >= 0");
+  WANRT_CHECK(options.retention_ratio >= 0 && options.retention_ratio <= 1, "--retention_ratio ",
+              options.retention_ratio, ": must lie between 0 and 1");
+  WANRT_CHECK(!(use_magcache && calibrate), "--magcache_calibrate computes every DiT call to "
+              "measure the ratios; it cannot run together with --use_magcache");
+  WANRT_CHECK(!calibrate || options.sample_steps >= 2, "--magcache_calibrate needs "
+              "--sample_steps 2 or more (a ratio compares a call with the same branch one step "
+              "earlier)");
+  std::vector<double> magcache_ratios;
+  if (!options.magcache_ratios.empty()) {
+    try {
+      magcache_ratios = load_mag_ratios(options.magcache_ratios);
+    } catch (const Error& e) {
+      fail("--magcache_ratios ", e.what());
+    }
+  }
+  const bool magcache_settings_given =
+      !options.magcache_ratios.empty() ||
+      std::any_of(options.magcache_setting_options.begin(), options.magcache_setting_options.end(),
+                  [](const CLI::Option* option) { return option->count() > 0; });
 
   const Tensor image = read_input_image(options.image);
   const int64_t max_area = size.width * size.height;
@@ -206,11 +329,13 @@ int run_generate(GenerateOptions options) {
   check_output_path("--save_file", options.save_file);
   if (!options.save_latent.empty()) check_output_path("--save_latent", options.save_latent);
   if (!options.save_noise.empty()) check_output_path("--save_noise", options.save_noise);
+  if (calibrate) check_output_path("--magcache_calibrate", options.magcache_calibrate);
   const Shape expected_noise_shape = {16, (options.frame_num - 1) / 4 + 1, out_size.lat_h,
                                       out_size.lat_w};
   Tensor noise;
   if (!options.noise_file.empty()) noise = read_noise_file(options.noise_file, expected_noise_shape);
   const uint64_t seed = choose_seed(options.base_seed);
+  const BackendChoice backend = choose_backend(options.backend);
 
   std::cout << "wanrt generate: " << options.task << "\n"
             << "  checkpoint  " << options.ckpt_dir << "\n"
@@ -233,21 +358,112 @@ int run_generate(GenerateOptions options) {
                                               " to repeat this video)"
                                         : std::string())
               << "\n";
+  if (use_magcache)
+    std::cout << "  MagCache    thresh " << options.magcache_thresh << ", K " << options.magcache_K
+              << ", retention " << options.retention_ratio << ", ratios "
+              << (options.magcache_ratios.empty() ? "of I2V-A14B (shipped)"
+                                                  : options.magcache_ratios)
+              << "\n";
+  if (calibrate)
+    std::cout << "  MagCache    calibrating: every DiT call computed, ratios to "
+              << options.magcache_calibrate << "\n";
   std::cout << "  output      " << options.save_file << "\n";
-  for (const auto& [given, flag] : {std::pair{!options.offload_model.empty(), "--offload_model"},
-                                    std::pair{options.t5_cpu, "--t5_cpu"},
-                                    std::pair{options.convert_model_dtype, "--convert_model_dtype"}})
-    if (given)
-      std::cout << "Note: " << flag
-                << " changes nothing on the CPU backend (every part already runs on the CPU, "
-                   "in float32).\n";
+  if (magcache_settings_given && !use_magcache)
+    std::cout << "Note: the MagCache settings change nothing without --use_magcache.\n";
+
+  // The backend, and what each backend-specific flag means on it.
+  std::unique_ptr<Ops> ops, text_ops;
+  bool offload = false;
+  std::function<void()> sample_memory;
+  std::function<std::string()> memory_line;
+  if (!backend.cuda) {
+    std::cout << "  backend     cpu, float32 (" << backend.why << ")\n";
+    const std::pair<bool, const char*> no_effect[] = {
+        {offload_given, "--offload_model"},
+        {options.t5_cpu, "--t5_cpu"},
+        {options.convert_model_dtype, "--convert_model_dtype"},
+        {options.tf32_option->count() > 0, "--tf32"},
+        {options.vae_dtype_option->count() > 0, "--vae_dtype"}};
+    for (const auto& [given, flag] : no_effect)
+      if (given)
+        std::cout << "Note: " << flag
+                  << " changes nothing on the CPU backend (every part already runs on the CPU, "
+                     "in true float32).\n";
+    if (options.compile_option->count() > 0 || options.compile_mode_option->count() > 0)
+      std::cout << "Note: --compile changes nothing on the CPU backend (it has one path); on CUDA "
+                   "wanrt always runs its fastest path.\n";
+    ops = make_cpu_ops();
+  } else {
+#ifdef WANRT_HAVE_CUDA
+    CudaOptions cuda_options;
+    cuda_options.device = 0;
+    cuda_options.tf32 = tf32;
+    cuda_options.conv_dtype = options.vae_dtype == "fp32" ? DType::F32 : DType::BF16;
+    const cuda::DeviceInfo gpu = cuda::device_info(cuda_options.device);
+    std::cout << "  backend     cuda on GPU " << gpu.index << ": " << gpu.name << ", "
+              << gib(gpu.free_memory) << " free of " << gib(gpu.total_memory) << " ("
+              << backend.why << ")\n"
+              << "  precision   bf16 GEMMs and attention, float32 residual stream; float32 GEMMs "
+              << (tf32 ? "with TF32 (--tf32)" : "in true float32") << "; VAE in "
+              << options.vae_dtype << "\n";
+    if (compile)
+      std::cout << "Note: --compile"
+                << (options.compile_mode.empty() ? "" : " --compile_mode " + options.compile_mode)
+                << ": wanrt's CUDA backend always runs its fastest path (fused kernels, CUDA "
+                   "graph replay); the flag is accepted for compatibility.\n";
+    if (options.convert_model_dtype)
+      std::cout << "Note: --convert_model_dtype changes nothing: the CUDA backend always keeps "
+                   "matrix weights in bf16.\n";
+    if (options.t5_cpu) {
+      text_ops = make_cpu_ops();
+      std::cout << "Note: --t5_cpu: the umT5 encoder runs on the CPU backend in float32.\n";
+    }
+    if (offload_given) {
+      offload = offload_flag;
+    } else {
+      // generate.py offloads by default on one GPU; wanrt keeps both experts resident where
+      // they fit with room for activations.
+      try {
+        const uint64_t need = device_weight_bytes(options.ckpt_dir, !options.t5_cpu);
+        offload = need > gpu.free_memory / 4 * 3;
+        std::cout << "Note: --offload_model not given: " << (offload ? "True" : "False")
+                  << " (the weights take " << gib(need) << " on the GPU in bf16, "
+                  << (offload ? "more" : "less") << " than 3/4 of the " << gib(gpu.free_memory)
+                  << " free).\n";
+      } catch (const Error&) {
+        offload = false;  // an incomplete checkpoint: loading says what is wrong
+      }
+    }
+    ops = make_cuda_ops(cuda_options);
+    auto tracker = std::make_shared<cuda::DeviceMemoryTracker>(cuda_options.device);
+    sample_memory = [tracker] { tracker->sample(); };
+    memory_line = [tracker] {
+      return str_cat("peak GPU memory ", gib(tracker->peak()), " of ", gib(tracker->total()),
+                     " (", gib(tracker->baseline()), " of it in use before loading: CUDA "
+                     "context, other processes; activation pool high-water ",
+                     gib(tracker->pool_high()), ")");
+    };
+#else
+    WANRT_ASSERT(false);  // choose_backend never picks CUDA in a build without it
+#endif
+  }
   std::cout.flush();
 
-  std::unique_ptr<Ops> ops = make_cpu_ops();
+  // Messages from the pipeline (what is resident, swaps) end an open progress line first.
+  DenoiseProgressBar bar(std::cerr, ::isatty(STDERR_FILENO) != 0);
+  I2VPipelineOptions pipeline_options;
+  pipeline_options.offload = offload;
+  pipeline_options.text_ops = text_ops.get();
+  pipeline_options.log = [&bar](const std::string& message) {
+    bar.finish();
+    std::cout << message << std::endl;
+  };
+  pipeline_options.checkpoint = sample_memory;
+
   std::cout << "Loading the checkpoint (backend: " << ops->name() << ") ..." << std::endl;
   std::unique_ptr<I2VPipeline> pipeline;
   try {
-    pipeline = I2VPipeline::load(options.ckpt_dir, *ops);
+    pipeline = I2VPipeline::load(options.ckpt_dir, *ops, pipeline_options);
   } catch (const Error& e) {
     fail("--ckpt_dir ", options.ckpt_dir, ": ", e.what());
   }
@@ -271,6 +487,13 @@ int run_generate(GenerateOptions options) {
   request.guide_low = guide.low_noise;
   request.guide_high = guide.high_noise;
   request.seed = seed;
+  if (use_magcache) {
+    request.magcache = MagCacheSettings{.threshold = options.magcache_thresh,
+                                        .max_skipped_calls = static_cast<int>(options.magcache_K),
+                                        .retention_ratio = options.retention_ratio};
+    request.magcache_ratios = magcache_ratios;
+  }
+  request.calibrate_magcache = calibrate;
   if (!options.noise_file.empty()) {
     const Shape model_shape = pipeline->latent_shape(request);
     WANRT_CHECK(noise.shape() == model_shape, "--noise_file ", options.noise_file,
@@ -289,7 +512,6 @@ int run_generate(GenerateOptions options) {
               << options.save_noise << " (tensor 'noise'; feed it back with --noise_file).\n";
   }
 
-  DenoiseProgressBar bar(std::cerr, ::isatty(STDERR_FILENO) != 0);
   I2VResult result = pipeline->generate(request, [&](const DenoiseProgress& progress) {
     bar.update(progress);
   });
@@ -307,17 +529,36 @@ int run_generate(GenerateOptions options) {
                        {"steps", std::to_string(options.sample_steps)},
                        {"frame_num", std::to_string(options.frame_num)},
                        {"size", options.size}});
+  if (calibrate)
+    save_mag_ratios(options.magcache_calibrate, result.measured_mag_ratios,
+                    str_cat("Wan2.2 I2V-A14B, checkpoint ", options.ckpt_dir),
+                    str_cat("wanrt generate --magcache_calibrate on the ", ops->name(),
+                            " backend: --size ", options.size, " --frame_num ", options.frame_num,
+                            " --sample_solver ", options.sample_solver, " --sample_steps ",
+                            options.sample_steps, " --sample_shift ", options.sample_shift,
+                            " --base_seed ", seed));
   StageTimes times = result.times;
   times.load = pipeline->load_seconds();
   times.write = seconds_since(write_start);
 
-  print_timing_summary(std::cout, times, request.steps);
+  if (sample_memory) sample_memory();
+  print_timing_summary(std::cout, times,
+                       {.steps = request.steps,
+                        .dit_calls = result.dit_calls,
+                        .magcache = use_magcache,
+                        .memory = memory_line ? memory_line() : std::string()});
   if (!written.fallback_reason.empty())
     std::cout << "Note: wrote " << written.description << " instead of MP4: "
               << written.fallback_reason << "\n";
   if (!options.save_latent.empty())
     std::cout << "Saved the final latent " << shape_str(result.latent.shape()) << " to "
               << options.save_latent << " (tensor 'latent').\n";
+  if (calibrate)
+    std::cout << "Saved the MagCache ratio table (" << result.measured_mag_ratios.size()
+              << " ratios for " << options.sample_steps << " steps) to "
+              << options.magcache_calibrate
+              << "; use it with --use_magcache --magcache_ratios " << options.magcache_calibrate
+              << "\n";
   if (pipeline->random_weights())
     std::cout << "Reminder: random demo weights, so the video is noise by design.\n";
   std::cout << "Saved " << written.path << ": " << written.frames << " frames, " << written.width
@@ -372,11 +613,85 @@ Subcommand add_generate_command(CLI::App& app) {
                       "happens). Default, as generate.py: "
                       "{task}_{size}_{ulysses_size}_{prompt}_{YYYYmmdd_HHMMSS}.mp4");
   command->add_option("--offload_model", options->offload_model,
-                      "True/False; accepted for compatibility: changes nothing on the CPU backend");
+                      "True/False. On CUDA: True keeps one expert on the GPU at a time (the idle "
+                      "one waits in host memory and is brought in before its first step) and "
+                      "frees the T5 encoder after encoding; not given: True where the weights "
+                      "would take more than 3/4 of the free GPU memory. Changes nothing on the CPU "
+                      "backend");
   command->add_flag("--t5_cpu", options->t5_cpu,
-                    "accepted for compatibility: changes nothing on the CPU backend");
+                    "run the umT5 encoder on the CPU backend (float32) when the rest runs on "
+                    "CUDA; changes nothing on the CPU backend");
   command->add_flag("--convert_model_dtype", options->convert_model_dtype,
-                    "accepted for compatibility: changes nothing on the CPU backend (float32)");
+                    "accepted for compatibility: the CUDA backend always keeps matrix weights in "
+                    "bf16; changes nothing on the CPU backend (float32)");
+  command
+      ->add_option("--backend", options->backend,
+                   "auto, cpu or cuda. auto: CUDA when this wanrt was built with it and a GPU is "
+                   "present, else the float32 CPU reference (the header says which and why)")
+      ->capture_default_str();
+  options->tf32_option =
+      command
+          ->add_option("--tf32", options->tf32,
+                       "TF32 tensor cores for the float32 GEMMs and convolutions on "
+                       "CUDA (the time MLP and head, a float32 VAE); changes nothing on the CPU "
+                       "backend")
+          ->expected(0, 1)
+          ->type_name("[True|False]");
+  options->compile_option =
+      command
+          ->add_option("--compile", options->compile,
+                       "accepted for compatibility with the seed's command line: "
+                       "wanrt always runs its fastest path (on CUDA: fused kernels and a "
+                       "captured CUDA graph replayed every step), so it selects nothing more")
+          ->expected(0, 1)
+          ->type_name("[True|False]");
+  options->compile_mode_option = command->add_option(
+      "--compile_mode", options->compile_mode,
+      "accepted with --compile (any torch.compile mode); selects nothing more");
+  options->vae_dtype_option =
+      command
+          ->add_option("--vae_dtype", options->vae_dtype,
+                       "bf16 or fp32: the precision the VAE's 3-D convolutions compute in on CUDA; "
+                       "changes nothing on the CPU backend")
+          ->capture_default_str();
+  // MagCache skips the DiT blocks of calls the cached residual predicts (spec section 5), with
+  // the flags and defaults of MagCache4Wan2.2/magcache_generate.py.
+  constexpr const char* kMagCacheGroup =
+      "MagCache (skips the DiT blocks of calls the cached residual predicts; the seed's "
+      "E012K2R20 is --use_magcache --magcache_thresh 0.12 --magcache_K 2 --retention_ratio 0.2)";
+  options->use_magcache_option =
+      command
+          ->add_option("--use_magcache", options->use_magcache,
+                       "turn MagCache on; the summary counts computed and skipped "
+                       "DiT calls")
+          ->expected(0, 1)
+          ->type_name("[True|False]")
+          ->group(kMagCacheGroup);
+  options->magcache_setting_options = {
+      command
+          ->add_option("--magcache_thresh", options->magcache_thresh,
+                       "bound on the accumulated ratio error of consecutive skips")
+          ->capture_default_str()
+          ->group(kMagCacheGroup),
+      command
+          ->add_option("--magcache_K", options->magcache_K,
+                       "most consecutive skipped calls per branch (cond, uncond)")
+          ->capture_default_str()
+          ->group(kMagCacheGroup),
+      command
+          ->add_option("--retention_ratio", options->retention_ratio,
+                       "share of the low-noise calls always computed after the (always computed) "
+                       "high-noise phase")
+          ->capture_default_str()
+          ->group(kMagCacheGroup)};
+  command->add_option("--magcache_ratios", options->magcache_ratios,
+                       "a ratio table (JSON, as --magcache_calibrate writes) instead of the "
+                       "shipped I2V-A14B one; resampled to --sample_steps")
+      ->group(kMagCacheGroup);
+  command->add_option("--magcache_calibrate", options->magcache_calibrate,
+                       "compute every DiT call of this run and write the measured magnitude "
+                       "ratios to this JSON file (the data/magcache format)")
+      ->group(kMagCacheGroup);
   command->add_option("--ulysses_size", options->ulysses_size,
                       "sequence-parallel degree; only 1 for now")
       ->capture_default_str();

@@ -23,10 +23,16 @@ std::string format_progress_line(const DenoiseProgress& progress) {
   const double remaining = seconds_per_step * (total - done);
   char rate[32];
   std::snprintf(rate, sizeof rate, "%.2f s/step", seconds_per_step);
+  // MagCache: which of the step's two calls were answered from the cache.
+  const char* cached = progress.cond_skipped && progress.uncond_skipped ? "  cached: cond+uncond"
+                       : progress.cond_skipped                          ? "  cached: cond"
+                       : progress.uncond_skipped                        ? "  cached: uncond"
+                                                                        : "";
   return str_cat("denoise [", bar, "] step ", done, "/", total, "  t=", progress.timestep, "  ",
                  progress.high_noise ? "high" : "low", "-noise expert  ", rate, "  ",
                  done == total ? "done in " + format_duration(progress.elapsed_seconds)
-                               : "ETA " + format_duration(remaining));
+                               : "ETA " + format_duration(remaining),
+                 cached);
 }
 
 DenoiseProgressBar::DenoiseProgressBar(std::ostream& out, bool redraw)
@@ -52,9 +58,9 @@ void DenoiseProgressBar::finish() {
   out_.flush();
 }
 
-void print_timing_summary(std::ostream& out, const StageTimes& times, int steps) {
-  const double total =
-      times.load + times.text + times.vae_encode + times.denoise + times.vae_decode + times.write;
+void print_timing_summary(std::ostream& out, const StageTimes& times, const RunFacts& facts) {
+  const double total = times.load + times.text + times.vae_encode + times.denoise +
+                       times.vae_decode + times.write + times.offload;
   const auto row = [&](const char* stage, double seconds, const std::string& note = {}) {
     char text[96];
     std::snprintf(text, sizeof text, "  %-11s %10.3f s %5.1f %%", stage, seconds,
@@ -65,15 +71,21 @@ void print_timing_summary(std::ostream& out, const StageTimes& times, int steps)
   row("load", times.load, "checkpoint: experts, T5, VAE, tokenizer");
   row("text", times.text, "umT5 on prompt and negative prompt");
   row("VAE encode", times.vae_encode);
-  char rate[48];
-  std::snprintf(rate, sizeof rate, "%d steps, %.3f s/step, 2 DiT calls each", steps,
-                steps > 0 ? times.denoise / steps : 0.0);
-  row("denoise", times.denoise, rate);
+  char rate[64];
+  std::snprintf(rate, sizeof rate, "%d steps, %.3f s/step", facts.steps,
+                facts.steps > 0 ? times.denoise / facts.steps : 0.0);
+  const DitCallStats& calls = facts.dit_calls;
+  row("denoise", times.denoise,
+      str_cat(rate, ", ", calls.total(), " DiT calls: ", calls.computed, " computed, ",
+              calls.skipped, " skipped", facts.magcache ? " (MagCache)" : ""));
+  if (times.offload > 0)
+    row("offload", times.offload, "bringing offloaded weights back to the device");
   row("VAE decode", times.vae_decode);
   row("write", times.write, "video file (and --save_latent)");
   char line[64];
   std::snprintf(line, sizeof line, "  %-11s %10.3f s", "total", total);
   out << line << "\n";
+  if (!facts.memory.empty()) out << "  " << facts.memory << "\n";
 }
 
 }  // namespace wanrt::cli

@@ -28,7 +28,16 @@ class DenoiseProgressBar {
 // The text of one progress line (no newline, no \r).
 std::string format_progress_line(const DenoiseProgress& progress);
 
-// The timing table by stage, with the total; `steps` gives the denoise line its s/step.
-void print_timing_summary(std::ostream& out, const StageTimes& times, int steps);
+// What the summary says beside the stage times.
+struct RunFacts {
+  int steps = 0;              // gives the denoise line its s/step
+  DitCallStats dit_calls;     // computed vs skipped DiT calls
+  bool magcache = false;      // --use_magcache was on (the skips are MagCache's)
+  std::string memory;         // the peak device memory line; empty: not on a GPU
+};
+
+// The timing table by stage, with the total, the DiT calls computed and skipped, and the
+// peak device memory where there is one.
+void print_timing_summary(std::ostream& out, const StageTimes& times, const RunFacts& facts);
 
 }  // namespace wanrt::cli

@@ -8,6 +8,7 @@
 #include "io/image.h"
 #include "model/dit.h"
 #include "model/vae.h"
+#include "schedulers/flow_schedule.h"
 #include "schedulers/flow_scheduler.h"
 #include "text/t5.h"
 
@@ -71,39 +72,130 @@ Tensor seeded_noise(const Shape& shape, uint64_t seed) {
 
 struct I2VPipeline::Impl {
   CheckpointLayout layout;
+  I2VPipelineOptions options;
+  Ops* ops = nullptr;       // DiT and VAE
+  Ops* text_ops = nullptr;  // T5 (the same backend unless --t5_cpu)
   std::unique_ptr<Tokenizer> tokenizer;
-  std::unique_ptr<T5Encoder> t5;
+  std::unique_ptr<T5Encoder> t5;  // null while offloaded
   std::unique_ptr<WanVae> vae;
-  std::unique_ptr<WanModel> high_noise, low_noise;
+  DitConfig high_config, low_config;
+  std::unique_ptr<WanModel> high_noise, low_noise;  // null while offloaded
+  // Offloading: the host side of what may leave the device (memory-mapped, so "host memory"
+  // costs page cache rather than a copy).
+  std::optional<TensorStore> t5_weights, high_weights, low_weights;
   double load_seconds = 0;
+
+  void log(const std::string& message) const {
+    if (options.log) options.log(message);
+  }
+  // Waits for the device (a download returns only after every queued op has run), so the
+  // clock reads honest stage times, then lets the caller sample memory.
+  void barrier() const {
+    (void)ops->download(ops->zeros({1}));
+    if (text_ops != ops) (void)text_ops->download(text_ops->zeros({1}));
+    if (options.checkpoint) options.checkpoint();
+  }
+
+  std::unique_ptr<WanModel> load_expert(bool high) const {
+    const TensorStore& weights = high ? *high_weights : *low_weights;
+    return std::make_unique<WanModel>(
+        WanModel::load(high ? high_config : low_config, weights, *ops));
+  }
+  // Makes the expert resident, freeing the other first when offloading; returns the seconds
+  // spent bringing weights in (0 when it already was resident).
+  double ensure_expert(bool high) {
+    std::unique_ptr<WanModel>& wanted = high ? high_noise : low_noise;
+    if (wanted) return 0;
+    std::unique_ptr<WanModel>& other = high ? low_noise : high_noise;
+    const char* name = high ? "high-noise expert" : "low-noise expert";
+    const char* other_name = high ? "low-noise expert" : "high-noise expert";
+    const bool freed = other != nullptr;
+    other.reset();  // its device weights go before the next expert's arrive
+    barrier();
+    const auto start = Clock::now();
+    wanted = load_expert(high);
+    barrier();
+    const double seconds = seconds_since(start);
+    log(str_cat("--offload_model: ", name, " brought to the device in ",
+                static_cast<int64_t>(std::lround(seconds * 1000)), " ms",
+                freed ? str_cat("; the ", other_name, " was freed and waits in host memory") : ""));
+    return seconds;
+  }
+  // The T5 encoder on its backend, loaded again when offloading freed it.
+  double ensure_t5() {
+    if (t5) return 0;
+    const auto start = Clock::now();
+    t5 = std::make_unique<T5Encoder>(*t5_weights, *text_ops);
+    barrier();
+    const double seconds = seconds_since(start);
+    log(str_cat("--offload_model: T5 encoder brought back to the device in ",
+                static_cast<int64_t>(std::lround(seconds * 1000)), " ms"));
+    return seconds;
+  }
+  std::string residency() const {
+    std::vector<std::string> resident, waiting;
+    if (text_ops == ops) (t5 ? resident : waiting).push_back("T5 encoder");
+    resident.push_back("VAE");
+    (high_noise ? resident : waiting).push_back("high-noise expert");
+    (low_noise ? resident : waiting).push_back("low-noise expert");
+    auto join = [](const std::vector<std::string>& parts) {
+      std::string text;
+      for (const std::string& part : parts) text += (text.empty() ? "" : ", ") + part;
+      return text;
+    };
+    std::string text = str_cat("weights on the ", ops->name(), " backend: ", join(resident));
+    if (!waiting.empty()) text += "; in host memory until needed: " + join(waiting);
+    if (text_ops != ops) text += str_cat("; T5 encoder on the ", text_ops->name(), " backend");
+    return text;
+  }
 };
 
 I2VPipeline::I2VPipeline() : impl_(std::make_unique<Impl>()) {}
 I2VPipeline::~I2VPipeline() = default;
 
-std::unique_ptr<I2VPipeline> I2VPipeline::load(const std::string& checkpoint_dir, Ops& ops) {
+std::unique_ptr<I2VPipeline> I2VPipeline::load(const std::string& checkpoint_dir, Ops& ops,
+                                               I2VPipelineOptions options) {
   const auto start = Clock::now();
   std::unique_ptr<I2VPipeline> pipeline(new I2VPipeline());
   pipeline->ops_ = &ops;
   Impl& m = *pipeline->impl_;
+  m.options = std::move(options);
+  m.ops = &ops;
+  m.text_ops = m.options.text_ops ? m.options.text_ops : &ops;
   m.layout = resolve_checkpoint(checkpoint_dir);
   require_complete(m.layout);
   m.tokenizer = std::make_unique<Tokenizer>(m.layout.tokenizer_model);
-  m.t5 = std::make_unique<T5Encoder>(open_weights(*m.layout.t5), ops);
+  m.t5_weights.emplace(open_weights(*m.layout.t5));
+  m.t5 = std::make_unique<T5Encoder>(*m.t5_weights, *m.text_ops);
   m.vae = std::make_unique<WanVae>(WanVae::load(ops, open_weights(*m.layout.vae)));
-  auto load_expert = [&](const ExpertLayout& expert) {
+  auto expert_config = [&](const ExpertLayout& expert) {
     const DitConfig config = load_expert_config(expert);
     WANRT_CHECK(config.model_type == "i2v", expert.config_path, ": model_type is '",
                 config.model_type, "', but the image-to-video pipeline needs an 'i2v' expert");
-    return std::make_unique<WanModel>(WanModel::load(config, load_expert_weights(expert, config), ops));
+    return config;
   };
-  m.high_noise = load_expert(m.layout.high_noise);
-  m.low_noise = load_expert(m.layout.low_noise);
-  WANRT_CHECK(m.high_noise->config().out_dim == m.vae->config.z_dim, "the DiT predicts ",
-              m.high_noise->config().out_dim, " latent channels but the VAE has ", m.vae->config.z_dim);
-  WANRT_CHECK(m.high_noise->config().text_dim == m.t5->config().dim, "the DiT expects text features of width ",
-              m.high_noise->config().text_dim, " but the T5 encoder produces ", m.t5->config().dim);
+  m.high_config = expert_config(m.layout.high_noise);
+  m.low_config = expert_config(m.layout.low_noise);
+  // Opening checks every tensor against the config, so a broken low-noise expert fails here
+  // even when offloading loads it only at the switch.
+  m.high_weights.emplace(load_expert_weights(m.layout.high_noise, m.high_config));
+  m.low_weights.emplace(load_expert_weights(m.layout.low_noise, m.low_config));
+  m.high_noise = m.load_expert(true);  // the first expert every video needs
+  if (!m.options.offload) {
+    m.low_noise = m.load_expert(false);
+    // Nothing is reloaded later: the host-side views may go (their mappings close).
+    m.t5_weights.reset();
+    m.high_weights.reset();
+    m.low_weights.reset();
+  }
+  WANRT_CHECK(m.high_config.out_dim == m.vae->config.z_dim, "the DiT predicts ",
+              m.high_config.out_dim, " latent channels but the VAE has ", m.vae->config.z_dim);
+  WANRT_CHECK(m.high_config.text_dim == m.t5->config().dim,
+              "the DiT expects text features of width ", m.high_config.text_dim,
+              " but the T5 encoder produces ", m.t5->config().dim);
+  m.barrier();
   m.load_seconds = seconds_since(start);
+  m.log(m.residency());
   return pipeline;
 }
 
@@ -123,6 +215,24 @@ void validate(const I2VRequest& r) {
   WANRT_CHECK(r.prompt_ids || r.prompt.find_first_not_of(" \t\r\n") != std::string::npos,
               "--prompt is empty: describe the video to generate");
   WANRT_CHECK(r.image || !r.image_path.empty(), "--image is required for image-to-video");
+  WANRT_CHECK(!(r.magcache && r.calibrate_magcache),
+              "MagCache calibration computes every DiT call: it cannot run with MagCache on");
+  WANRT_CHECK(!r.calibrate_magcache || r.steps >= 2,
+              "MagCache calibration needs at least 2 sampling steps (a ratio compares a call with "
+              "the same branch one step earlier), got ", r.steps);
+}
+
+// The DiT runner of one request: MagCache in i2v mode with the split at the real schedule's
+// first low-noise step (spec §5.2: 2 x the high-noise steps), calibration, or plain.
+DitRunner make_runner(Ops& ops, const I2VRequest& r, const FlowScheduler& scheduler) {
+  if (r.calibrate_magcache) return DitRunner::calibrating(ops);
+  if (!r.magcache) return DitRunner(ops);
+  const int split_call = 2 * high_noise_step_count(scheduler.timesteps(), r.boundary);
+  const std::vector<double> table = r.magcache_ratios.empty()
+                                        ? load_default_mag_ratios(MagRatioTable::I2V_A14B)
+                                        : r.magcache_ratios;
+  return DitRunner(ops, MagCachePolicy(table, scheduler.num_steps(), split_call, MagCacheMode::I2V,
+                                       *r.magcache));
 }
 
 Tensor input_image(const I2VRequest& r) {
@@ -150,6 +260,11 @@ I2VResult I2VPipeline::generate(const I2VRequest& request, const DenoiseProgress
   I2VResult result;
   result.times.load = m.load_seconds;
 
+  // The schedule and the DiT runner first: a bad MagCache setting costs no work.
+  const auto scheduler = make_scheduler(request.solver, request.steps, request.shift);
+  DitRunner runner = make_runner(ops, request, *scheduler);
+  runner.begin_video();
+
   // Image → output size → bicubic resize (spec §2.2).
   const Tensor image = input_image(request);
   result.size = i2v_output_size(image.size(1), image.size(2), request.max_area);
@@ -164,21 +279,28 @@ I2VResult I2VPipeline::generate(const I2VRequest& request, const DenoiseProgress
   const Tensor resized = resize_bicubic(image, result.size.height(), result.size.width());  // [3, h, w]
 
   // Text (spec §2.3): prompt and negative prompt encoded separately, trimmed to their length.
+  result.times.offload += m.ensure_t5();
   auto start = Clock::now();
   auto encode_text = [&](const std::optional<std::vector<int64_t>>& ids, const std::string& text) {
     if (ids) {
       WANRT_CHECK(!ids->empty() && static_cast<int64_t>(ids->size()) <= kTextLength,
                   "token ids must number 1 to ", kTextLength, ", got ", ids->size());
-      return m.t5->encode(ops, *ids, static_cast<int64_t>(ids->size()));
+      return m.t5->encode(*m.text_ops, *ids, static_cast<int64_t>(ids->size()));
     }
     const TokenizedText tokens = m.tokenizer->encode(text, kTextLength, request.cleaning);
-    return m.t5->encode(ops, tokens.ids, tokens.length);  // [L, text_dim]
+    return m.t5->encode(*m.text_ops, tokens.ids, tokens.length);  // [L, text_dim]
   };
   const Tensor context = encode_text(request.prompt_ids, request.prompt);
   const Tensor context_null = encode_text(
       request.negative_prompt_ids,
       request.negative_prompt.empty() ? std::string(kDefaultNegativePrompt) : request.negative_prompt);
+  m.barrier();
   result.times.text = seconds_since(start);
+  if (m.options.offload && m.text_ops == m.ops) {
+    m.t5.reset();  // its device weights are not needed again in this video
+    m.barrier();
+    m.log("--offload_model: T5 encoder freed from the device after encoding");
+  }
 
   // Conditioning (spec §2.4): y = [mask (4 channels, 1 on latent frame 0), VAE latent of the
   // image followed by frame_num − 1 zero (mid-grey) frames].
@@ -193,37 +315,48 @@ I2VResult I2VPipeline::generate(const I2VRequest& request, const DenoiseProgress
   for (int64_t c = 0; c < kMaskChannels; ++c)
     std::fill_n(y.data<float>() + c * latent_frames * latent_plane, latent_plane, 1.0f);
   std::copy_n(image_latent.data<float>(), image_latent.numel(), y.data<float>() + kMaskChannels * latent_frames * latent_plane);
+  m.barrier();
   result.times.vae_encode = seconds_since(start);
 
   // Denoising (spec §2.6): cond then uncond call per step, CFG in float32, scheduler step.
-  start = Clock::now();
-  const auto scheduler = make_scheduler(request.solver, request.steps, request.shift);
+  // Time spent bringing an offloaded expert in is kept out of the denoise time.
   Tensor latent = request.noise ? request.noise->to(DType::F32) : seeded_noise(latent_shape, request.seed);
   Tensor velocity = Tensor::empty(DType::F32, latent_shape);
+  double denoise_seconds = 0;
   for (int k = 0; k < scheduler->num_steps(); ++k) {
-    const auto step_start = Clock::now();
     const int64_t t = scheduler->current_timestep();
     const bool high = static_cast<double>(t) >= request.boundary * 1000.0;
+    result.times.offload += m.ensure_expert(high);
+    const auto step_start = Clock::now();
     const WanModel& expert = high ? *m.high_noise : *m.low_noise;
     const double guide = high ? request.guide_high : request.guide_low;
     DitInputs inputs{.x = &latent, .y = &y, .timestep = static_cast<double>(t), .context = &context};
-    const Tensor v_cond = expert.forward(ops, inputs);
+    const Tensor v_cond = runner.call(expert, inputs);
+    const bool cond_skipped = runner.last_call_skipped();
     inputs.context = &context_null;
-    const Tensor v_uncond = expert.forward(ops, inputs);
+    const Tensor v_uncond = runner.call(expert, inputs);
+    const bool uncond_skipped = runner.last_call_skipped();
     const float* vc = v_cond.data<float>();
     const float* vu = v_uncond.data<float>();
     float* v = velocity.data<float>();
     for (int64_t i = 0; i < velocity.numel(); ++i) v[i] = vu[i] + static_cast<float>(guide) * (vc[i] - vu[i]);
     scheduler->step(velocity, latent);
+    m.barrier();
+    const double step_seconds = seconds_since(step_start);
+    denoise_seconds += step_seconds;
     if (progress)
       progress({.step = k, .steps = scheduler->num_steps(), .timestep = t, .high_noise = high,
-                .step_seconds = seconds_since(step_start), .elapsed_seconds = seconds_since(start)});
+                .step_seconds = step_seconds, .elapsed_seconds = denoise_seconds,
+                .cond_skipped = cond_skipped, .uncond_skipped = uncond_skipped});
   }
-  result.times.denoise = seconds_since(start);
+  result.times.denoise = denoise_seconds;
   result.seq_len = latent_frames * lat_h * lat_w / 4;
+  result.dit_calls = runner.stats();
+  result.measured_mag_ratios = runner.measured_ratios();
 
   start = Clock::now();
   result.video = m.vae->decode(ops, latent, {.clamp = true});  // [3, frame_num, h, w]
+  m.barrier();
   result.times.vae_decode = seconds_since(start);
   result.latent = std::move(latent);
   return result;

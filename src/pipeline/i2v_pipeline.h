@@ -7,6 +7,9 @@
 //             v = v_uncond + g·(v_cond − v_uncond);  latent = scheduler.step(v, latent)
 //   latent → VAE decode (clamped to [−1, 1]) → video
 //
+// The DiT calls go through a DitRunner (pipeline/dit_runner.h): with MagCache on, the calls
+// whose output the cached residual predicts skip the transformer blocks (spec §5).
+//
 // Noise: by default `seeded_noise` (documented below); pass a tensor to match another
 // implementation exactly (PyTorch's CUDA Philox layout is not reproduced).
 #pragma once
@@ -20,7 +23,9 @@
 
 #include "backends/ops.h"
 #include "core/tensor.h"
+#include "pipeline/dit_runner.h"
 #include "pipeline/i2v_image.h"
+#include "schedulers/magcache.h"
 #include "text/tokenizer.h"
 
 namespace wanrt {
@@ -48,10 +53,22 @@ struct I2VRequest {
   double boundary = 0.900;                   // t >= boundary·1000 runs the high-noise expert
   uint64_t seed = 0;
   const Tensor* noise = nullptr;  // [16, F_l, lat_h, lat_w]; overrides the seeded noise
+
+  // MagCache (spec §5, mode i2v): the high-noise phase and the first share `retention_ratio`
+  // of the low-noise calls always run in full; later calls may reuse the cached residual.
+  std::optional<MagCacheSettings> magcache;
+  // The calibrated table (data/magcache layout, without the two leading 1.0 entries); empty:
+  // the shipped I2V-A14B table. Resampled to `steps` as the reference does.
+  std::vector<double> magcache_ratios;
+  // Compute every call and measure the magnitude ratios (I2VResult::measured_mag_ratios).
+  bool calibrate_magcache = false;
 };
 
 struct StageTimes {
   double load = 0, text = 0, vae_encode = 0, denoise = 0, vae_decode = 0, write = 0;  // seconds
+  // Bringing offloaded weights (experts, T5) back to the device during generate(); not part
+  // of the stage that needed them.
+  double offload = 0;
 };
 
 struct DenoiseProgress {
@@ -60,7 +77,8 @@ struct DenoiseProgress {
   int64_t timestep = 0;   // the integer timestep the experts saw
   bool high_noise = false;
   double step_seconds = 0;
-  double elapsed_seconds = 0;  // since the loop began
+  double elapsed_seconds = 0;  // denoising time so far (bringing offloaded experts in excluded)
+  bool cond_skipped = false, uncond_skipped = false;  // MagCache answered the call from its cache
 };
 using DenoiseProgressFn = std::function<void(const DenoiseProgress&)>;
 
@@ -70,16 +88,35 @@ struct I2VResult {
   I2vSize size;
   int64_t seq_len = 0;
   StageTimes times;
+  DitCallStats dit_calls;                   // computed vs MagCache-skipped DiT calls
+  std::vector<double> measured_mag_ratios;  // calibrate_magcache: ratios of calls 2 .. 2·steps−1
+};
+
+struct I2VPipelineOptions {
+  // Keep on the device only the weights the current stage needs: the T5 encoder's device
+  // weights are freed after encoding, and one expert at a time is resident; the other waits
+  // in host memory (its memory-mapped checkpoint) and is brought in before its first step.
+  bool offload = false;
+  // The backend the T5 encoder runs on (generate.py's --t5_cpu); null: the pipeline's.
+  Ops* text_ops = nullptr;
+  // One-line messages about what is resident where (loads, frees, swaps).
+  std::function<void(const std::string&)> log;
+  // Called with the device idle (the pipeline synchronises first) at every stage boundary,
+  // after each step and around every swap: where a caller samples device memory.
+  std::function<void()> checkpoint;
 };
 
 class I2VPipeline {
  public:
   // Resolves and loads every part of the checkpoint folder (both experts, T5, VAE,
   // tokenizer); a missing part is an error listing everything missing and what to do.
-  static std::unique_ptr<I2VPipeline> load(const std::string& checkpoint_dir, Ops& ops);
+  static std::unique_ptr<I2VPipeline> load(const std::string& checkpoint_dir, Ops& ops,
+                                           I2VPipelineOptions options = {});
   ~I2VPipeline();
 
-  // Validates the request (frame count, sizes, noise shape, prompt) before any heavy work.
+  // Validates the request (frame count, sizes, noise shape, prompt, MagCache settings) before
+  // any heavy work. Every call is a new video: no state (MagCache counters and residuals
+  // included) carries over from the previous one.
   I2VResult generate(const I2VRequest& request, const DenoiseProgressFn& progress = {});
 
   bool random_weights() const;      // the checkpoint is marked as random demo weights

@@ -1,6 +1,7 @@
 #include "schedulers/magcache.h"
 
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -166,6 +167,38 @@ std::vector<double> load_mag_ratios(const std::string& path) {
                 " needs 2 x steps - 2 ratios, the file has ", ratios.size());
   }
   return ratios;
+}
+
+void save_mag_ratios(const std::string& path, const std::vector<double>& ratios,
+                     const std::string& model, const std::string& source) {
+  WANRT_CHECK(!ratios.empty() && ratios.size() % 2 == 0, "MagCache ratio table ", path,
+              ": needs an even, non-zero number of ratios (cond and uncond per step), got ",
+              ratios.size());
+  for (size_t j = 0; j < ratios.size(); ++j)
+    WANRT_CHECK(std::isfinite(ratios[j]) && ratios[j] > 0, "MagCache ratio table ", path,
+                ": ratio ", j, " is ", ratios[j], "; ratios must be positive");
+  // Written by hand rather than through nlohmann::json::dump so the file reads like the
+  // shipped tables: the metadata first, then ten ratios a line.
+  std::ostringstream text;
+  text << "{\n"
+       << "  \"model\": " << nlohmann::json(model).dump() << ",\n"
+       << "  \"source\": " << nlohmann::json(source).dump() << ",\n"
+       << "  \"calibrated_steps\": " << ratios.size() / 2 + 1 << ",\n"
+       << "  \"layout\": \"entry j is the magnitude ratio of DiT call j + 2: step (j + 2) / 2, "
+          "cond for even j, uncond for odd j\",\n"
+       << "  \"ratios\": [";
+  char number[32];
+  for (size_t j = 0; j < ratios.size(); ++j) {
+    // Six decimals: one more than the published tables, far below run-to-run noise.
+    std::snprintf(number, sizeof number, "%.6f", ratios[j]);
+    text << (j % 10 == 0 ? "\n    " : " ") << number << (j + 1 < ratios.size() ? "," : "");
+  }
+  text << "\n  ]\n}\n";
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  WANRT_CHECK(out.good(), "MagCache ratio table ", path, ": cannot create the file");
+  out << text.str();
+  out.close();
+  WANRT_CHECK(out.good(), "MagCache ratio table ", path, ": writing failed (disk full?)");
 }
 
 std::string default_magcache_dir() {

@@ -79,6 +79,12 @@ std::string_view mag_ratio_file_name(MagRatioTable table);  // "i2v-A14B.json", 
 // entry, an odd count, or a count other than 2·N − 2.
 std::vector<double> load_mag_ratios(const std::string& path);
 
+// Writes a table in the same format (what `wanrt generate --magcache_calibrate` produces):
+// `ratios` are the measured ratios of calls 2 .. 2·steps − 1, so there are 2·steps − 2 of
+// them; `model` and `source` are free text stored beside them. load_mag_ratios reads it back.
+void save_mag_ratios(const std::string& path, const std::vector<double>& ratios,
+                     const std::string& model, const std::string& source);
+
 // The data/magcache folder: the first existing of <exe dir>/../share/wanrt/magcache (an
 // install), <exe dir>/../../data/magcache (a build tree inside the source tree) and the
 // source tree this library was built from. An error lists the places tried.

@@ -56,7 +56,9 @@ RunResult run_generate(const std::vector<std::string>& args) {
   const fs::path folder = testing::temp_dir();
   const fs::path out = folder / ("stdout_" + std::to_string(run_index) + ".txt");
   const fs::path err = folder / ("stderr_" + std::to_string(run_index++) + ".txt");
-  std::string command = quoted(WANRT_PROGRAM) + " generate";
+  // The float32 CPU reference: the golden tolerances are float32 ones, and `auto` would pick
+  // the (bf16) CUDA backend on a machine with a GPU.
+  std::string command = quoted(WANRT_PROGRAM) + " generate --backend cpu";
   for (const std::string& arg : args) command += " " + quoted(arg);
   command += " >" + quoted(out.string()) + " 2>" + quoted(err.string());
   const int raw = std::system(command.c_str());

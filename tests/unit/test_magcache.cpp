@@ -1,7 +1,10 @@
 // MagCache decision logic against the schedules of spec §5.6 (simulated there from the §5.3
 // algorithm and the §5.4 I2V-A14B table), the §5.3 interpolation example, and the table
 // loader's error handling.
+#include <cmath>
 #include <fstream>
+#include <iterator>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -189,6 +192,32 @@ TEST(MagCache, LoaderReportsBadFiles) {
                "calibrated_steps");
   EXPECT_EQ(load_mag_ratios(write("good.json", "{\"calibrated_steps\": 2, \"ratios\": [0.5, 2]}")),
             (std::vector<double>{0.5, 2.0}));
+}
+
+TEST(MagCache, SavedTablesLoadBack) {
+  const std::string path = testing::temp_dir() + "/calibrated.json";
+  std::mt19937_64 rng(testing::test_seed());
+  std::uniform_real_distribution<double> ratio(0.5, 1.5);
+  std::vector<double> ratios(22);  // 12 steps
+  for (double& r : ratios) r = ratio(rng);
+  save_mag_ratios(path, ratios, "test \"model\"", "a unit test");
+  const std::vector<double> loaded = load_mag_ratios(path);  // also checks calibrated_steps
+  ASSERT_EQ(loaded.size(), ratios.size());
+  for (size_t j = 0; j < ratios.size(); ++j) EXPECT_NEAR(loaded[j], ratios[j], 5e-7) << j;
+  std::ifstream in(path);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("\"calibrated_steps\": 12"), std::string::npos) << text;
+  EXPECT_NE(text.find("\"model\": \"test \\\"model\\\"\""), std::string::npos) << text;
+  // A saved table drives a policy like the shipped ones.
+  MagCachePolicy policy(loaded, 12, 6, MagCacheMode::I2V, {0.12, 2, 0.2});
+  EXPECT_EQ(policy.num_calls(), 24);
+
+  EXPECT_THROW(save_mag_ratios(path, {0.9, 0.9, 0.9}, "m", "s"), Error);  // odd count
+  EXPECT_THROW(save_mag_ratios(path, {}, "m", "s"), Error);
+  EXPECT_THROW(save_mag_ratios(path, {0.9, -1.0}, "m", "s"), Error);
+  EXPECT_THROW(save_mag_ratios(path, {0.9, std::nan("")}, "m", "s"), Error);
+  EXPECT_THROW(save_mag_ratios(testing::temp_dir() + "/no/such/folder.json", {0.9, 0.9}, "m", "s"),
+               Error);
 }
 
 }  // namespace
