@@ -186,7 +186,7 @@ foreach(later --dit_fsdp --t5_fsdp --tf32 --use_magcache --compile --use_prompt_
   expect_failure("${later}: not available yet" ${good} ${bad_out} ${later})
 endforeach()
 expect_failure("--tf32: not available yet" ${good} ${bad_out} --tf32 True)
-foreach(valued "--quantize;int8" "--magcache_K;4" "--magcache_thresh;0.12"
+foreach(valued "--magcache_K;4" "--magcache_thresh;0.12"
                "--retention_ratio;0.2" "--compile_mode;max-autotune")
   list(GET valued 0 later)
   expect_failure("${later}: not available yet" ${good} ${bad_out} ${valued})

@@ -48,7 +48,6 @@ constexpr LaterFeature kLaterFeatures[] = {
     {"--dit_fsdp", "FSDP sharding of the DiT needs the multi-GPU backend", false},
     {"--t5_fsdp", "FSDP sharding of T5 needs the multi-GPU backend", false},
     {"--tf32", "TF32 matrix products belong to the CUDA backend", false},
-    {"--quantize", "int8/fp8 weights belong to the CUDA backend", true},
     {"--use_magcache", "MagCache step skipping is not wired into generate", false},
     {"--magcache_K", "MagCache step skipping is not wired into generate", true},
     {"--magcache_thresh", "MagCache step skipping is not wired into generate", true},
@@ -82,6 +81,7 @@ struct GenerateOptions {
   std::string noise_file;
   std::string save_noise;
   std::string save_latent;
+  std::string quantize = "False";
   // Values of the later-feature flags (only whether they were given matters).
   std::vector<std::string> later_values = std::vector<std::string>(std::size(kLaterFeatures));
   std::vector<CLI::Option*> later_options;
@@ -193,6 +193,7 @@ int run_generate(GenerateOptions options) {
               options.sample_shift, ": must be a positive number");
   const GuideScale guide = parse_guide_scale(options.sample_guide_scale);
   if (!options.offload_model.empty()) parse_str2bool("--offload_model", options.offload_model);
+  const Quantization quantize = parse_quantize("--quantize", options.quantize);
 
   const Tensor image = read_input_image(options.image);
   const int64_t max_area = size.width * size.height;
@@ -233,6 +234,9 @@ int run_generate(GenerateOptions options) {
                                               " to repeat this video)"
                                         : std::string())
               << "\n";
+  if (quantize != Quantization::None)
+    std::cout << "  weights     " << quantization_name(quantize)
+              << " weight-only quantization of the experts' block linear layers\n";
   std::cout << "  output      " << options.save_file << "\n";
   for (const auto& [given, flag] : {std::pair{!options.offload_model.empty(), "--offload_model"},
                                     std::pair{options.t5_cpu, "--t5_cpu"},
@@ -247,11 +251,17 @@ int run_generate(GenerateOptions options) {
   std::cout << "Loading the checkpoint (backend: " << ops->name() << ") ..." << std::endl;
   std::unique_ptr<I2VPipeline> pipeline;
   try {
-    pipeline = I2VPipeline::load(options.ckpt_dir, *ops);
+    pipeline = I2VPipeline::load(options.ckpt_dir, *ops, {.quantize = quantize});
   } catch (const Error& e) {
     fail("--ckpt_dir ", options.ckpt_dir, ": ", e.what());
   }
   std::cout << "Loaded in " << format_duration(pipeline->load_seconds()) << ".\n";
+  if (pipeline->quantization() != quantize)
+    std::cout << "Note: " << options.ckpt_dir << " holds " << quantization_name(pipeline->quantization())
+              << "-quantized experts (written by wanrt quantize); they run as stored.\n";
+  if (pipeline->quantization() != Quantization::None && ops->name() == "cpu")
+    std::cout << "Note: the CPU backend multiplies the quantized weights exactly (dequantized to "
+                 "float32): the numbers a quantized GPU run approximates, without its speed.\n";
   if (pipeline->random_weights())
     std::cout << "Note: " << options.ckpt_dir
               << " holds RANDOM demo weights: the video will be noise by design (this run tests "
@@ -386,6 +396,11 @@ Subcommand add_generate_command(CLI::App& app) {
   command->add_option("--save_noise", options->save_noise,
                       "also write the initial noise as safetensors tensor 'noise' (input for "
                       "--noise_file)");
+  command->add_option("--quantize", options->quantize,
+                      "weight-only quantization of both experts' block linear layers, per output "
+                      "channel, computed at load: False, True (= int8), int8 or fp8. A checkpoint "
+                      "written by `wanrt quantize` runs quantized as stored")
+      ->capture_default_str();
   command->add_option("--save_latent", options->save_latent,
                       "also write the final latent (before VAE decoding) as safetensors tensor "
                       "'latent'");

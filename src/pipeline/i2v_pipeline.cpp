@@ -81,7 +81,8 @@ struct I2VPipeline::Impl {
 I2VPipeline::I2VPipeline() : impl_(std::make_unique<Impl>()) {}
 I2VPipeline::~I2VPipeline() = default;
 
-std::unique_ptr<I2VPipeline> I2VPipeline::load(const std::string& checkpoint_dir, Ops& ops) {
+std::unique_ptr<I2VPipeline> I2VPipeline::load(const std::string& checkpoint_dir, Ops& ops,
+                                               const I2VLoadOptions& options) {
   const auto start = Clock::now();
   std::unique_ptr<I2VPipeline> pipeline(new I2VPipeline());
   pipeline->ops_ = &ops;
@@ -95,10 +96,14 @@ std::unique_ptr<I2VPipeline> I2VPipeline::load(const std::string& checkpoint_dir
     const DitConfig config = load_expert_config(expert);
     WANRT_CHECK(config.model_type == "i2v", expert.config_path, ": model_type is '",
                 config.model_type, "', but the image-to-video pipeline needs an 'i2v' expert");
-    return std::make_unique<WanModel>(WanModel::load(config, load_expert_weights(expert, config), ops));
+    return std::make_unique<WanModel>(WanModel::load(config, load_expert_weights(expert, config), ops,
+                                                     {.quantize = options.quantize}));
   };
   m.high_noise = load_expert(m.layout.high_noise);
   m.low_noise = load_expert(m.layout.low_noise);
+  WANRT_CHECK(m.high_noise->quantization() == m.low_noise->quantization(), "the high-noise expert's weights are ",
+              quantization_name(m.high_noise->quantization()), " but the low-noise expert's are ",
+              quantization_name(m.low_noise->quantization()), "; quantize both (wanrt quantize) or neither");
   WANRT_CHECK(m.high_noise->config().out_dim == m.vae->config.z_dim, "the DiT predicts ",
               m.high_noise->config().out_dim, " latent channels but the VAE has ", m.vae->config.z_dim);
   WANRT_CHECK(m.high_noise->config().text_dim == m.t5->config().dim, "the DiT expects text features of width ",
@@ -108,6 +113,7 @@ std::unique_ptr<I2VPipeline> I2VPipeline::load(const std::string& checkpoint_dir
 }
 
 bool I2VPipeline::random_weights() const { return impl_->layout.random_demo; }
+Quantization I2VPipeline::quantization() const { return impl_->high_noise->quantization(); }
 double I2VPipeline::load_seconds() const { return impl_->load_seconds; }
 
 namespace {

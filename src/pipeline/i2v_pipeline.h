@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "backends/ops.h"
+#include "core/quantize.h"
 #include "core/tensor.h"
 #include "pipeline/i2v_image.h"
 #include "text/tokenizer.h"
@@ -72,17 +73,25 @@ struct I2VResult {
   StageTimes times;
 };
 
+struct I2VLoadOptions {
+  // --quantize: weight-only quantization of both experts' block linear layers (DitLoadOptions).
+  Quantization quantize = Quantization::None;
+};
+
 class I2VPipeline {
  public:
   // Resolves and loads every part of the checkpoint folder (both experts, T5, VAE,
   // tokenizer); a missing part is an error listing everything missing and what to do.
-  static std::unique_ptr<I2VPipeline> load(const std::string& checkpoint_dir, Ops& ops);
+  static std::unique_ptr<I2VPipeline> load(const std::string& checkpoint_dir, Ops& ops,
+                                           const I2VLoadOptions& options = {});
   ~I2VPipeline();
 
   // Validates the request (frame count, sizes, noise shape, prompt) before any heavy work.
   I2VResult generate(const I2VRequest& request, const DenoiseProgressFn& progress = {});
 
   bool random_weights() const;      // the checkpoint is marked as random demo weights
+  // The experts' block weights as loaded: None (float), or int8/fp8 (asked for, or stored so).
+  Quantization quantization() const;
   double load_seconds() const;
   // The latent shape [16, F_l, lat_h, lat_w] a request produces (for checking noise files).
   Shape latent_shape(const I2VRequest& request) const;
