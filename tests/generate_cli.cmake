@@ -238,7 +238,6 @@ foreach(later --dit_fsdp --t5_fsdp --use_prompt_extend)
   expect_failure("${later}: not available yet" ${good} ${bad_out} ${later})
 endforeach()
 expect_failure("--dit_fsdp: not available yet" ${good} ${bad_out} --dit_fsdp True)
-expect_failure("--quantize: not available yet" ${good} ${bad_out} --quantize int8)
 expect_failure("--ulysses_size 8: not available yet" ${good} ${bad_out} --ulysses_size 8)
 
 # Backend and MagCache flags with bad values.

@@ -11,6 +11,13 @@
 //
 // Sequence parallelism lives behind two collectives (Ulysses all-to-alls) and one all-gather,
 // so the DiT reads the same on one GPU or eight: with a group of size 1 they are identities.
+//
+// Weight-only quantization (core/quantize.h) is one op and one more kind of weight: a model
+// turns a checkpoint matrix into a quantized weight with quantize_weight() instead of
+// upload_weight(), and passes it to linear() like any other weight. A quantized weight is a
+// row-scaled tensor (core/tensor.h): I8 or F8_E4M3 codes [out, in] plus an F32 scale per output
+// row, both in backend memory, meaning W = s ⊙ W_q. Model code therefore chooses the format once,
+// at load, and its forward never looks at a dtype. Activations stay float (bf16 on the GPU).
 #pragma once
 
 #include <cstdint>
@@ -55,14 +62,24 @@ class Ops {
   // ---- memory ----
   // A host tensor (any float dtype) into backend memory as an activation.
   virtual Tensor upload(const Tensor& host) = 0;
-  // A checkpoint tensor into backend memory in the backend's weight format.
+  // A checkpoint tensor into backend memory in the backend's weight format (a quantized host
+  // tensor arrives dequantized: Tensor::to gives the values it means).
   virtual Tensor upload_weight(const Tensor& host) = 0;
+  // A checkpoint matrix [out, in] into backend memory as a weight-only quantized weight for
+  // linear(): `codes` is I8 or F8_E4M3, one F32 scale per output row, computed exactly as
+  // quantize_rows (core/quantize.h) does, so every backend holds the same codes. A host tensor
+  // that is already quantized (read from a quantized checkpoint) is moved as it is, with no
+  // re-quantization; its codes must then be of dtype `codes`.
+  virtual Tensor quantize_weight(const Tensor& host, DType codes) = 0;
   // A backend tensor back to a contiguous host float32 tensor.
   virtual Tensor download(const Tensor& tensor) = 0;
   virtual Tensor zeros(Shape shape) = 0;  // float32 activation
 
   // ---- dense algebra ----
   // y = act(x · weightᵀ + bias): x [N, K], weight [M, K], bias [M] or null -> [N, M].
+  // `weight` may be quantized (from quantize_weight): y = act(x · (s ⊙ W_q)ᵀ + bias), the same
+  // as with the float weight s ⊙ W_q. The CPU backend computes exactly that in float32; a GPU
+  // backend may also round x to its GEMM input format (bf16, or fp8 with per-token scales).
   virtual Tensor linear(const Tensor& x, const Tensor& weight, const Tensor* bias,
                         const LinearOptions& options = {}) = 0;
 

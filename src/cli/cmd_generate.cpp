@@ -60,7 +60,6 @@ struct LaterFeature {
 constexpr LaterFeature kLaterFeatures[] = {
     {"--dit_fsdp", "FSDP sharding of the DiT needs the multi-GPU backend", false},
     {"--t5_fsdp", "FSDP sharding of T5 needs the multi-GPU backend", false},
-    {"--quantize", "int8/fp8 weights are not wired into generate", true},
     {"--use_prompt_extend", "prompt extension calls an external language model", false},
     {"--prompt_extend_method", "prompt extension calls an external language model", true},
     {"--prompt_extend_model", "prompt extension calls an external language model", true},
@@ -107,6 +106,7 @@ struct GenerateOptions {
   std::vector<CLI::Option*> magcache_setting_options;
   std::string magcache_ratios;
   std::string magcache_calibrate;
+  std::string quantize = "False";
   // Values of the later-feature flags (only whether they were given matters).
   std::vector<std::string> later_values = std::vector<std::string>(std::size(kLaterFeatures));
   std::vector<CLI::Option*> later_options;
@@ -316,6 +316,7 @@ int run_generate(GenerateOptions options) {
       !options.magcache_ratios.empty() ||
       std::any_of(options.magcache_setting_options.begin(), options.magcache_setting_options.end(),
                   [](const CLI::Option* option) { return option->count() > 0; });
+  const Quantization quantize = parse_quantize("--quantize", options.quantize);
 
   const Tensor image = read_input_image(options.image);
   const int64_t max_area = size.width * size.height;
@@ -367,6 +368,9 @@ int run_generate(GenerateOptions options) {
   if (calibrate)
     std::cout << "  MagCache    calibrating: every DiT call computed, ratios to "
               << options.magcache_calibrate << "\n";
+  if (quantize != Quantization::None)
+    std::cout << "  weights     " << quantization_name(quantize)
+              << " weight-only quantization of the experts' block linear layers\n";
   std::cout << "  output      " << options.save_file << "\n";
   if (magcache_settings_given && !use_magcache)
     std::cout << "Note: the MagCache settings change nothing without --use_magcache.\n";
@@ -459,6 +463,7 @@ int run_generate(GenerateOptions options) {
     std::cout << message << std::endl;
   };
   pipeline_options.checkpoint = sample_memory;
+  pipeline_options.quantize = quantize;
 
   std::cout << "Loading the checkpoint (backend: " << ops->name() << ") ..." << std::endl;
   std::unique_ptr<I2VPipeline> pipeline;
@@ -468,6 +473,12 @@ int run_generate(GenerateOptions options) {
     fail("--ckpt_dir ", options.ckpt_dir, ": ", e.what());
   }
   std::cout << "Loaded in " << format_duration(pipeline->load_seconds()) << ".\n";
+  if (pipeline->quantization() != quantize)
+    std::cout << "Note: " << options.ckpt_dir << " holds " << quantization_name(pipeline->quantization())
+              << "-quantized experts (written by wanrt quantize); they run as stored.\n";
+  if (pipeline->quantization() != Quantization::None && ops->name() == "cpu")
+    std::cout << "Note: the CPU backend multiplies the quantized weights exactly (dequantized to "
+                 "float32): the numbers a quantized GPU run approximates, without its speed.\n";
   if (pipeline->random_weights())
     std::cout << "Note: " << options.ckpt_dir
               << " holds RANDOM demo weights: the video will be noise by design (this run tests "
@@ -701,6 +712,11 @@ Subcommand add_generate_command(CLI::App& app) {
   command->add_option("--save_noise", options->save_noise,
                       "also write the initial noise as safetensors tensor 'noise' (input for "
                       "--noise_file)");
+  command->add_option("--quantize", options->quantize,
+                      "weight-only quantization of both experts' block linear layers, per output "
+                      "channel, computed at load: False, True (= int8), int8 or fp8. A checkpoint "
+                      "written by `wanrt quantize` runs quantized as stored")
+      ->capture_default_str();
   command->add_option("--save_latent", options->save_latent,
                       "also write the final latent (before VAE decoding) as safetensors tensor "
                       "'latent'");

@@ -21,9 +21,10 @@ struct InspectOptions {
 };
 
 constexpr const char* kMemoryRule =
-    "bf16: 2 bytes per parameter. int8 / fp8 weight-only: 1 byte per element of each linear\n"
-    "(matrix-multiplied 2-D) weight plus a 4-byte scale per output row; everything else\n"
-    "(biases, norms, modulation, conv kernels, embedding tables, the whole VAE) stays bf16.\n"
+    "bf16: 2 bytes per parameter. int8 / fp8 weight-only (--quantize): 1 byte per element of\n"
+    "each linear weight of the DiT blocks (attention q/k/v/o, FFN) plus a 4-byte scale per\n"
+    "output row; everything else (the DiT's patch, text and time embeddings and head, biases,\n"
+    "norms, modulation, the text encoder, the VAE) stays bf16.\n"
     "Weights only: activations, attention workspace and the latents come on top.";
 
 std::string with_commas(int64_t value) {

@@ -19,5 +19,6 @@ struct Subcommand {
 Subcommand add_inspect_command(CLI::App& app);
 Subcommand add_make_demo_command(CLI::App& app);
 Subcommand add_generate_command(CLI::App& app);
+Subcommand add_quantize_command(CLI::App& app);
 
 }  // namespace wanrt::cli

@@ -120,6 +120,17 @@ bool parse_str2bool(const std::string& flag, const std::string& text) {
   fail(flag, " '", text, "': boolean value expected (True/False)");
 }
 
+Quantization parse_quantize(const std::string& flag, const std::string& text) {
+  const std::string value = lower(trim(text));
+  if (value == "int8") return Quantization::Int8;
+  if (value == "fp8") return Quantization::Fp8;
+  for (const char* yes : {"yes", "true", "t", "y", "1"})
+    if (value == yes) return Quantization::Int8;
+  for (const char* no : {"no", "false", "f", "n", "0"})
+    if (value == no) return Quantization::None;
+  fail(flag, " '", text, "': unknown quantization; choose False, True (= int8), int8 or fp8");
+}
+
 std::string default_save_file(const std::string& task, const std::string& size,
                               int64_t ulysses_size, const std::string& prompt,
                               const std::tm& local_time) {

@@ -8,6 +8,8 @@
 #include <string>
 #include <string_view>
 
+#include "core/quantize.h"
+
 namespace wanrt::cli {
 
 // The sizes I2V-A14B supports in the official generate.py (SUPPORTED_SIZES["i2v-A14B"]).
@@ -33,6 +35,10 @@ GuideScale parse_guide_scale(const std::string& text);
 
 // generate.py's str2bool: yes/true/t/y/1 and no/false/f/n/0, any case.
 bool parse_str2bool(const std::string& flag, const std::string& text);
+
+// --quantize {False,True,int8,fp8}: the str2bool spellings (True means int8), or int8 / fp8,
+// any case. `flag` names the flag in the error.
+Quantization parse_quantize(const std::string& flag, const std::string& text);
 
 std::string trim(std::string_view text);
 

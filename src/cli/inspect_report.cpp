@@ -18,11 +18,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// Embedding tables are gathered from, not multiplied: they stay bf16 under int8/fp8.
-bool is_lookup_table(const std::string& name) {
-  return name == "token_embedding.weight" || name.find("pos_embedding.") != std::string::npos;
-}
-
 void describe_source(ComponentReport& report, const WeightSource& source) {
   report.present = true;
   report.source = source.path;
@@ -90,11 +85,21 @@ ComponentReport inspect_expert(const ExpertLayout& expert, std::optional<DitConf
     config = load_expert_config(expert);
     report.config = describe_dit_config(*config, expert.config_path);
     report.parameters = config->parameter_count();
-    report.memory = weight_memory(config->expected_tensors(), true);
+    report.memory = weight_memory(config->expected_tensors(), dit_weight_is_quantized);
     report.memory_known = true;
     if (!expert.weights) return report;
-    const TensorStore weights = open_weights(*expert.weights);
+    const TensorStore weights = open_expert_weights(expert);  // a quantized expert's scales joined
     describe_tensors(report, weights);
+    int64_t quantized = 0;
+    std::string codes;
+    for (const std::string& name : weights.names())
+      if (weights.get(name).is_row_scaled()) {
+        ++quantized;
+        codes = std::string(dtype_name(weights.get(name).dtype()));
+      }
+    if (quantized > 0)
+      report.config.emplace_back("quantized", str_cat(quantized, " weights stored as ", codes,
+                                                      " codes + per-row F32 scales (wanrt quantize)"));
     config->check_weights(weights, expert.weights->path);
     report.valid = true;
   } catch (const Error& e) {
@@ -103,10 +108,10 @@ ComponentReport inspect_expert(const ExpertLayout& expert, std::optional<DitConf
   return report;
 }
 
+// The text encoder and the VAE: --quantize leaves them in bf16.
 template <typename Config, typename Infer, typename Describe>
 ComponentReport inspect_component(const char* title, const std::optional<WeightSource>& source,
-                                  bool quantizable, std::optional<Config>& config, Infer infer,
-                                  Describe describe) {
+                                  std::optional<Config>& config, Infer infer, Describe describe) {
   ComponentReport report;
   report.title = title;
   if (!source) return report;
@@ -117,7 +122,7 @@ ComponentReport inspect_component(const char* title, const std::optional<WeightS
     report.parameters = weights.total_params();
     config = infer(weights, source->path);
     report.config = describe(*config);
-    report.memory = weight_memory(config->expected_tensors(), quantizable);
+    report.memory = weight_memory(config->expected_tensors(), nullptr);
     report.memory_known = true;
     report.valid = true;
   } catch (const Error& e) {
@@ -180,14 +185,14 @@ void check_consistency(InspectReport& report, const std::optional<DitConfig>& hi
 
 }  // namespace
 
-WeightMemory weight_memory(const ExpectedTensors& tensors, bool quantizable) {
+WeightMemory weight_memory(const ExpectedTensors& tensors,
+                           const std::function<bool(std::string_view)>& is_quantized) {
   WeightMemory memory;
   for (const auto& [name, shape] : tensors) {
     const auto elements = static_cast<uint64_t>(shape_numel(shape));
     memory.bf16 += 2 * elements;
-    const bool linear = quantizable && shape.size() == 2 && name.ends_with(".weight") &&
-                        !is_lookup_table(name);
-    memory.int8 += linear ? elements + 4 * static_cast<uint64_t>(shape[0]) : 2 * elements;
+    const bool quantized = is_quantized && is_quantized(name);
+    memory.int8 += quantized ? elements + 4 * static_cast<uint64_t>(shape[0]) : 2 * elements;
   }
   return memory;
 }
@@ -205,10 +210,9 @@ InspectReport inspect_checkpoint(const std::string& root) {
   std::optional<VaeCheckpointConfig> vae;
   report.high_noise = inspect_expert(report.layout.high_noise, high);
   report.low_noise = inspect_expert(report.layout.low_noise, low);
-  report.t5 = inspect_component("umT5 text encoder", report.layout.t5, true, t5, infer_t5_config,
+  report.t5 = inspect_component("umT5 text encoder", report.layout.t5, t5, infer_t5_config,
                                 describe_t5);
-  report.vae = inspect_component("VAE", report.layout.vae, false, vae, infer_vae_config,
-                                 describe_vae);
+  report.vae = inspect_component("VAE", report.layout.vae, vae, infer_vae_config, describe_vae);
   check_consistency(report, high, low, t5, vae);
 #ifdef WANRT_HAVE_SENTENCEPIECE
   if (!report.layout.tokenizer_model.empty()) {

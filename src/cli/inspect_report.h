@@ -4,8 +4,10 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -16,7 +18,7 @@ namespace wanrt::cli {
 // GPU bytes for a component's weights at each weight precision (weights only).
 struct WeightMemory {
   uint64_t bf16 = 0;
-  uint64_t int8 = 0;  // fp8 needs the same: one byte per linear weight, scales, rest bf16
+  uint64_t int8 = 0;  // --quantize int8; fp8 needs the same: 1-byte codes, scales, rest bf16
 };
 
 struct ComponentReport {
@@ -52,9 +54,11 @@ struct InspectReport {
 // Throws wanrt::Error only when `root` is not a folder.
 InspectReport inspect_checkpoint(const std::string& root);
 
-// The memory rule, shared with the text that states it: a 2-D ".weight" multiplied as a
-// matrix (not an embedding table) costs 1 byte per element plus a 4-byte scale per output row
-// under int8/fp8; every other tensor costs 2 bytes (bf16).
-WeightMemory weight_memory(const ExpectedTensors& tensors, bool quantizable);
+// The memory rule, shared with the text that states it: a weight that --quantize quantizes
+// (`is_quantized`, dit_weight_is_quantized for the experts; null for the text encoder and VAE,
+// which stay bf16) costs 1 byte per element plus a 4-byte scale per output row under int8/fp8;
+// every other tensor costs 2 bytes (bf16).
+WeightMemory weight_memory(const ExpectedTensors& tensors,
+                           const std::function<bool(std::string_view)>& is_quantized);
 
 }  // namespace wanrt::cli

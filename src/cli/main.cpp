@@ -32,6 +32,7 @@ int run(int argc, char** argv) {
       wanrt::cli::add_inspect_command(app),
       wanrt::cli::add_make_demo_command(app),
       wanrt::cli::add_generate_command(app),
+      wanrt::cli::add_quantize_command(app),
   };
 
   try {

@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <sstream>
+#include <vector>
 
 namespace wanrt {
 namespace {
@@ -79,6 +80,29 @@ Tensor Tensor::view(std::shared_ptr<const void> owner, const void* data, DType d
   return t;
 }
 
+Tensor Tensor::with_row_scale(Tensor codes, Tensor scale) {
+  WANRT_CHECK(codes.dtype_ == DType::I8 || codes.dtype_ == DType::F8_E4M3,
+              "row-scaled tensor: the codes must be I8 or F8_E4M3, got ", codes.describe());
+  WANRT_CHECK(!codes.row_scale_, "row-scaled tensor: ", codes.describe(), " already has a scale");
+  WANRT_CHECK(codes.dim() >= 1 && codes.is_contiguous(),
+              "row-scaled tensor: the codes must be contiguous and at least 1-D, got ",
+              codes.describe());
+  WANRT_CHECK(scale.dtype_ == DType::F32 && scale.dim() == 1 && scale.is_contiguous() &&
+                  scale.size(0) == codes.size(0),
+              "row-scaled tensor: the scale of ", codes.describe(), " must be a contiguous F32[",
+              codes.size(0), "], got ", scale.describe());
+  WANRT_CHECK(!scale.row_scale_ && scale.device_ == codes.device_,
+              "row-scaled tensor: the scale ", scale.describe(), " must be a plain tensor on the "
+              "codes' device");
+  codes.row_scale_ = std::make_shared<const Tensor>(std::move(scale));
+  return codes;
+}
+
+const Tensor& Tensor::row_scale() const {
+  WANRT_CHECK(row_scale_, describe(), " has no row scale (it is not a quantized tensor)");
+  return *row_scale_;
+}
+
 int64_t Tensor::size(int64_t axis) const {
   if (axis < 0) axis += dim();
   WANRT_CHECK(axis >= 0 && axis < dim(), "axis ", axis, " out of range for ", describe());
@@ -109,6 +133,8 @@ Tensor Tensor::reshape(Shape shape) const {
   WANRT_CHECK(is_contiguous(), "reshape of a non-contiguous tensor ", describe());
   WANRT_CHECK(shape_numel(shape) == numel(), "cannot reshape ", describe(), " to ",
               shape_str(shape));
+  WANRT_CHECK(!row_scale_ || (!shape.empty() && shape[0] == shape_[0]), "cannot reshape ",
+              describe(), " to ", shape_str(shape), ": its per-row scales need the rows kept");
   Tensor t = *this;
   t.shape_ = std::move(shape);
   t.strides_ = contiguous_strides(t.shape_);
@@ -124,6 +150,7 @@ Tensor Tensor::slice_rows(int64_t begin, int64_t end) const {
   const size_t row_bytes = shape_[0] == 0 ? 0 : nbytes() / static_cast<size_t>(shape_[0]);
   t.data_ = static_cast<char*>(data_) + static_cast<size_t>(begin) * row_bytes;
   t.shape_[0] = end - begin;
+  if (row_scale_) t.row_scale_ = std::make_shared<const Tensor>(row_scale_->slice_rows(begin, end));
   return t;
 }
 
@@ -131,16 +158,44 @@ Tensor Tensor::to(DType dtype) const {
   WANRT_CHECK(device_ == Device::Host, "Tensor::to on a device tensor ", describe());
   WANRT_CHECK(is_contiguous(), "Tensor::to on a non-contiguous tensor ", describe());
   Tensor out = empty(dtype, shape_);
-  convert_elements(data_, dtype_, out.data_, dtype, static_cast<size_t>(numel()));
+  if (!row_scale_) {
+    convert_elements(data_, dtype_, out.data_, dtype, static_cast<size_t>(numel()));
+    return out;
+  }
+  if (dtype == dtype_) {  // a copy of the codes, with a copy of their scales
+    std::memcpy(out.data_, data_, nbytes());
+    out.row_scale_ = std::make_shared<const Tensor>(row_scale_->clone());
+    return out;
+  }
+  WANRT_CHECK(dtype_is_float(dtype), "Tensor::to(", dtype_name(dtype), ") of ", describe(),
+              ": a quantized tensor converts only to its codes' dtype or to a float dtype");
+  // Dequantize row by row: the code widens exactly, the product is exact in double, and the
+  // result rounds once to `dtype`.
+  const int64_t rows = shape_[0], cols = rows == 0 ? 0 : numel() / rows;
+  const float* scale = row_scale_->data<float>();
+  const size_t code_bytes = dtype_size(dtype_), out_bytes = dtype_size(dtype);
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rows; ++r) {
+    std::vector<double> values(static_cast<size_t>(cols));
+    convert_elements(static_cast<const char*>(data_) + static_cast<size_t>(r * cols) * code_bytes,
+                     dtype_, values.data(), DType::F64, values.size());
+    for (double& v : values) v *= static_cast<double>(scale[r]);
+    convert_elements(values.data(), DType::F64,
+                     static_cast<char*>(out.data_) + static_cast<size_t>(r * cols) * out_bytes,
+                     dtype, values.size());
+  }
   return out;
 }
 
 void Tensor::fill(float value) {
   WANRT_CHECK(device_ == Device::Host && is_contiguous(), "fill needs a contiguous host tensor");
+  WANRT_CHECK(!row_scale_, "fill of a quantized tensor ", describe());
   for (int64_t i = 0; i < numel(); ++i)
     convert_elements(&value, DType::F32, static_cast<char*>(data_) + i * static_cast<int64_t>(dtype_size(dtype_)), dtype_, 1);
 }
 
-std::string Tensor::describe() const { return str_cat(dtype_name(dtype_), shape_str(shape_)); }
+std::string Tensor::describe() const {
+  return str_cat(dtype_name(dtype_), shape_str(shape_), row_scale_ ? " row-scaled" : "");
+}
 
 }  // namespace wanrt

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "io/quantized_checkpoint.h"
 #include "io/safetensors.h"
 #include "io/torch_pth.h"
 
@@ -202,10 +203,18 @@ DitConfig load_expert_config(const ExpertLayout& expert) {
   return DitConfig::from_json_file(expert.config_path);
 }
 
-TensorStore load_expert_weights(const ExpertLayout& expert, const DitConfig& config) {
+TensorStore open_expert_weights(const ExpertLayout& expert) {
   WANRT_CHECK(expert.weights.has_value(), expert.folder, ": no weights found (expected ",
               kDitIndexName, " with its shards, or ", kDitSingleName, ")");
-  TensorStore weights = open_weights(*expert.weights);
+  const WeightSource& source = *expert.weights;
+  if (source.format != WeightFormat::Safetensors)  // .pth and shards carry no file metadata
+    return join_row_scales(open_weights(source), {}, source.path);
+  SafetensorsContents contents = read_safetensors(source.path);
+  return join_row_scales(std::move(contents.tensors), contents.metadata, source.path);
+}
+
+TensorStore load_expert_weights(const ExpertLayout& expert, const DitConfig& config) {
+  TensorStore weights = open_expert_weights(expert);
   config.check_weights(weights, expert.weights->path);
   return weights;
 }

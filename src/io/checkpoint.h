@@ -82,7 +82,11 @@ void require_complete(const CheckpointLayout& layout);
 TensorStore open_weights(const WeightSource& source);
 // The expert's config.json; throws if the expert was not found.
 DitConfig load_expert_config(const ExpertLayout& expert);
-// The expert's weights, checked against its config (throws naming every mismatch).
+// The expert's weights as stored, with the per-row scales of a quantized expert joined onto
+// their codes (io/quantized_checkpoint.h); not yet checked against a config.
+TensorStore open_expert_weights(const ExpertLayout& expert);
+// The expert's weights (as open_expert_weights), checked against its config (throws naming
+// every mismatch).
 TensorStore load_expert_weights(const ExpertLayout& expert, const DitConfig& config);
 
 // umT5 encoder sizes, read off the tensor shapes (spec t5-vae-and-files §1.1).

@@ -21,7 +21,7 @@ std::vector<std::string> tensor_set_problems(const TensorStore& store,
     if (tensor.shape() != shape)
       problems.push_back(str_cat("tensor ", name, " in ", store.file_of(name), " has shape ",
                                  shape_str(tensor.shape()), ", expected ", shape_str(shape)));
-    if (!dtype_is_float(tensor.dtype()))
+    if (!dtype_is_float(tensor.dtype()) && !tensor.is_row_scaled())  // codes + scales are float
       problems.push_back(str_cat("tensor ", name, " in ", store.file_of(name), " has dtype ",
                                  dtype_name(tensor.dtype()), ", expected a float type"));
   }

@@ -1,6 +1,7 @@
 #include "model/dit.h"
 
 #include <cmath>
+#include <optional>
 
 #include "io/tensor_store.h"
 
@@ -25,23 +26,63 @@ Tensor sinusoidal_embedding(int64_t freq_dim, double t) {
   return emb;
 }
 
+// What a (checked) checkpoint holds: float weights, or every quantizable weight quantized
+// with one scheme and nothing else quantized. Anything in between is an error: a partly
+// quantized file was not written by `wanrt quantize`.
+Quantization stored_quantization(const DitConfig& config, const TensorStore& weights) {
+  std::optional<Quantization> found;
+  std::string first;
+  for (const auto& [name, shape] : config.expected_tensors()) {
+    const Tensor& tensor = weights.get(name);
+    const bool quantizable = dit_weight_is_quantized(name);
+    WANRT_CHECK(quantizable || !tensor.is_row_scaled(), "DiT checkpoint ", weights.file_of(name),
+                ": tensor ", name, " is quantized (", tensor.describe(), "), but only the "
+                "blocks' linear layers may be; the rest stays float");
+    if (!quantizable) continue;
+    const Quantization q = tensor.is_row_scaled() ? *quantization_of(tensor.dtype()) : Quantization::None;
+    if (!found) {
+      found = q;
+      first = name;
+    }
+    WANRT_CHECK(q == *found, "DiT checkpoint ", weights.file_of(name), ": tensor ", name, " is ",
+                quantization_name(q), " but ", first, " is ", quantization_name(*found),
+                "; a checkpoint is float or quantized throughout");
+  }
+  return found.value_or(Quantization::None);
+}
+
 }  // namespace
 
-WanModel WanModel::load(const DitConfig& config, const TensorStore& weights, Ops& ops) {
+WanModel WanModel::load(const DitConfig& config, const TensorStore& weights, Ops& ops,
+                        const DitLoadOptions& options) {
   WANRT_CHECK(config.patch_size[0] == 1, "DiT: temporal patch size ", config.patch_size[0],
               " is not supported (Wan2.2 uses 1)");
   config.check_weights(weights, "DiT checkpoint");
   WanModel model;
   model.config_ = config;
+  const Quantization stored = stored_quantization(config, weights);
+  WANRT_CHECK(stored == Quantization::None || options.quantize == Quantization::None ||
+                  options.quantize == stored,
+              "DiT: the checkpoint holds ", quantization_name(stored), " weights; quantizing them "
+              "to ", quantization_name(options.quantize), " would compound two roundings: load "
+              "it without quantization (it runs ", quantization_name(stored), "), or quantize "
+              "the float checkpoint");
+  model.quantization_ = stored != Quantization::None ? stored : options.quantize;
   const int64_t dim = config.dim;
   auto tensor = [&](const std::string& name) { return ops.upload_weight(weights.get(name)); };
   auto linear = [&](const std::string& name) {
     return Linear{tensor(name + ".weight"), tensor(name + ".bias")};
   };
+  // The blocks' linear layers: the one place the weight format is chosen.
+  auto block_linear = [&](const std::string& name) {
+    if (model.quantization_ == Quantization::None) return linear(name);
+    return Linear{ops.quantize_weight(weights.get(name + ".weight"), quantization_dtype(model.quantization_)),
+                  tensor(name + ".bias")};
+  };
   auto attention = [&](const std::string& name) {
-    return Attention{linear(name + ".q"), linear(name + ".k"), linear(name + ".v"),
-                     linear(name + ".o"), tensor(name + ".norm_q.weight"),
-                     tensor(name + ".norm_k.weight")};
+    return Attention{block_linear(name + ".q"), block_linear(name + ".k"),
+                     block_linear(name + ".v"), block_linear(name + ".o"),
+                     tensor(name + ".norm_q.weight"), tensor(name + ".norm_k.weight")};
   };
   const int64_t patch_features =
       config.in_dim * config.patch_size[0] * config.patch_size[1] * config.patch_size[2];
@@ -60,8 +101,8 @@ WanModel WanModel::load(const DitConfig& config, const TensorStore& weights, Ops
     block.norm3_weight = tensor(prefix + ".norm3.weight");
     block.norm3_bias = tensor(prefix + ".norm3.bias");
     block.cross_attn = attention(prefix + ".cross_attn");
-    block.ffn_up = linear(prefix + ".ffn.0");
-    block.ffn_down = linear(prefix + ".ffn.2");
+    block.ffn_up = block_linear(prefix + ".ffn.0");
+    block.ffn_down = block_linear(prefix + ".ffn.2");
     model.blocks.push_back(std::move(block));
   }
   model.head_modulation = ops.upload_weight(weights.get("head.modulation").reshape({2, dim}));

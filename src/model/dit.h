@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "backends/ops.h"
+#include "core/quantize.h"
 #include "model/dit_config.h"
 
 namespace wanrt {
@@ -48,12 +49,22 @@ struct DitConditioning {
   Tensor rope;       // [S, d/2, 2] cos/sin of this rank's tokens (identity for padding)
 };
 
+struct DitLoadOptions {
+  // Weight-only quantization of the blocks' linear layers (dit_weight_is_quantized), computed
+  // at load from the float checkpoint. A checkpoint that is already quantized loads as it is
+  // (None, or the same scheme, accepts it; the other scheme is an error).
+  Quantization quantize = Quantization::None;
+};
+
 class WanModel {
  public:
   // Checks `weights` against `config` and uploads them through `ops`.
-  static WanModel load(const DitConfig& config, const TensorStore& weights, Ops& ops);
+  static WanModel load(const DitConfig& config, const TensorStore& weights, Ops& ops,
+                       const DitLoadOptions& options = {});
 
   const DitConfig& config() const { return config_; }
+  // The format of the blocks' linear weights: None (float) or the quantization in use.
+  Quantization quantization() const { return quantization_; }
 
   // The whole forward: prepare, run_blocks, head. Returns [out_dim, F, H, W] host F32.
   Tensor forward(Ops& ops, const DitInputs& inputs, const DitTrace* trace = nullptr) const;
@@ -88,6 +99,7 @@ class WanModel {
   Tensor rope_table(Ops& ops, const DitConditioning& cond) const;
 
   DitConfig config_;
+  Quantization quantization_ = Quantization::None;
   Linear patch_embedding;  // weight reshaped to [D, in_dim·pt·ph·pw]
   Linear text_embedding_0, text_embedding_2;
   Linear time_embedding_0, time_embedding_2;

@@ -232,4 +232,19 @@ void DitConfig::check_weights(const TensorStore& weights, const std::string& whe
 
 int64_t DitConfig::parameter_count() const { return expected_parameter_count(expected_tensors()); }
 
+bool dit_weight_is_quantized(std::string_view name) {
+  constexpr std::string_view kBlocks = "blocks.";
+  if (!name.starts_with(kBlocks)) return false;
+  name.remove_prefix(kBlocks.size());
+  const size_t digits = name.find_first_not_of("0123456789");
+  if (digits == 0 || digits == std::string_view::npos || name[digits] != '.') return false;
+  name.remove_prefix(digits + 1);  // "self_attn.q.weight", "ffn.0.weight", ...
+  for (std::string_view layer :
+       {"self_attn.q.weight", "self_attn.k.weight", "self_attn.v.weight", "self_attn.o.weight",
+        "cross_attn.q.weight", "cross_attn.k.weight", "cross_attn.v.weight", "cross_attn.o.weight",
+        "ffn.0.weight", "ffn.2.weight"})
+    if (name == layer) return true;
+  return false;
+}
+
 }  // namespace wanrt

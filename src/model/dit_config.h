@@ -11,6 +11,7 @@
 #include <array>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -51,5 +52,15 @@ struct DitConfig {
   // Every tensor this configuration needs, with its shape (PyTorch order), in module order.
   std::vector<std::pair<std::string, std::vector<int64_t>>> expected_tensors() const;
 };
+
+// Which weights weight-only quantization (--quantize int8/fp8) applies to: the 2-D weights of
+// the blocks' linear layers, self- and cross-attention q/k/v/o and the FFN (ffn.0, ffn.2), 98.3%
+// of an A14B expert's parameters and all of its per-token GEMM work. Everything outside the
+// blocks keeps its float format, following the precision map (spec §6): the time MLP, the time
+// projection and the head compute in fp32 in the reference (their errors would reach every
+// block's modulation, or the velocity itself), the patch embedding is a Conv3d in the
+// reference, and the text embedding runs once per call (together 1.7% of the parameters). So do
+// biases, norms and modulation tables. `wanrt inspect` counts memory with the same rule.
+bool dit_weight_is_quantized(std::string_view name);
 
 }  // namespace wanrt

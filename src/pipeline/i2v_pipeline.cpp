@@ -73,6 +73,7 @@ Tensor seeded_noise(const Shape& shape, uint64_t seed) {
 struct I2VPipeline::Impl {
   CheckpointLayout layout;
   I2VPipelineOptions options;
+  Quantization quantization = Quantization::None;  // of the experts' weights, as loaded
   Ops* ops = nullptr;       // DiT and VAE
   Ops* text_ops = nullptr;  // T5 (the same backend unless --t5_cpu)
   std::unique_ptr<Tokenizer> tokenizer;
@@ -99,7 +100,8 @@ struct I2VPipeline::Impl {
   std::unique_ptr<WanModel> load_expert(bool high) const {
     const TensorStore& weights = high ? *high_weights : *low_weights;
     return std::make_unique<WanModel>(
-        WanModel::load(high ? high_config : low_config, weights, *ops));
+        WanModel::load(high ? high_config : low_config, weights, *ops,
+                       {.quantize = options.quantize}));
   }
   // Makes the expert resident, freeing the other first when offloading; returns the seconds
   // spent bringing weights in (0 when it already was resident).
@@ -181,8 +183,13 @@ std::unique_ptr<I2VPipeline> I2VPipeline::load(const std::string& checkpoint_dir
   m.high_weights.emplace(load_expert_weights(m.layout.high_noise, m.high_config));
   m.low_weights.emplace(load_expert_weights(m.layout.low_noise, m.low_config));
   m.high_noise = m.load_expert(true);  // the first expert every video needs
+  m.quantization = m.high_noise->quantization();
   if (!m.options.offload) {
     m.low_noise = m.load_expert(false);
+    WANRT_CHECK(m.low_noise->quantization() == m.quantization, "the high-noise expert's weights are ",
+                quantization_name(m.quantization), " but the low-noise expert's are ",
+                quantization_name(m.low_noise->quantization()),
+                "; quantize both (wanrt quantize) or neither");
     // Nothing is reloaded later: the host-side views may go (their mappings close).
     m.t5_weights.reset();
     m.high_weights.reset();
@@ -200,6 +207,7 @@ std::unique_ptr<I2VPipeline> I2VPipeline::load(const std::string& checkpoint_dir
 }
 
 bool I2VPipeline::random_weights() const { return impl_->layout.random_demo; }
+Quantization I2VPipeline::quantization() const { return impl_->quantization; }
 double I2VPipeline::load_seconds() const { return impl_->load_seconds; }
 
 namespace {

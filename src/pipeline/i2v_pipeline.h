@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "backends/ops.h"
+#include "core/quantize.h"
 #include "core/tensor.h"
 #include "pipeline/dit_runner.h"
 #include "pipeline/i2v_image.h"
@@ -104,6 +105,8 @@ struct I2VPipelineOptions {
   // Called with the device idle (the pipeline synchronises first) at every stage boundary,
   // after each step and around every swap: where a caller samples device memory.
   std::function<void()> checkpoint;
+  // --quantize: weight-only quantization of both experts' block linear layers (DitLoadOptions).
+  Quantization quantize = Quantization::None;
 };
 
 class I2VPipeline {
@@ -120,6 +123,8 @@ class I2VPipeline {
   I2VResult generate(const I2VRequest& request, const DenoiseProgressFn& progress = {});
 
   bool random_weights() const;      // the checkpoint is marked as random demo weights
+  // The experts' block weights as loaded: None (float), or int8/fp8 (asked for, or stored so).
+  Quantization quantization() const;
   double load_seconds() const;
   // The latent shape [16, F_l, lat_h, lat_w] a request produces (for checking noise files).
   Shape latent_shape(const I2VRequest& request) const;

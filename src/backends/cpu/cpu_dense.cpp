@@ -73,9 +73,15 @@ Tensor normalise_rows(const Tensor& x, float eps, bool subtract_mean, Finish fin
 
 }  // namespace
 
-Tensor CpuOps::linear(const Tensor& x, const Tensor& weight, const Tensor* bias,
+// A quantized weight is dequantized on the fly to the float32 matrix s ⊙ W_q it means (each
+// element one rounding of an exact product), then multiplied like any other: the reference for
+// the GPU's int8/fp8 kernels, which differ from it only by their GEMM input rounding.
+Tensor CpuOps::linear(const Tensor& x, const Tensor& weight_in, const Tensor* bias,
                       const LinearOptions& options) {
   expect_f32(x, "linear input");
+  WANRT_CHECK(!weight_in.is_row_scaled() || weight_in.device() == Device::Host,
+              "cpu backend: linear weight ", weight_in.describe(), " is not in host memory");
+  const Tensor weight = weight_in.is_row_scaled() ? weight_in.to(DType::F32) : weight_in;
   expect_f32(weight, "linear weight");
   WANRT_CHECK(weight.dim() == 2, "cpu backend: linear weight must be 2-D, got ", weight.describe());
   const RowView view = as_rows(x);  // no structured binding: see normalise_rows

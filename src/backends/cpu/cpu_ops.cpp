@@ -1,6 +1,8 @@
 // CpuOps: construction, memory movement and the shared argument check.
 #include "backends/cpu/cpu_ops.h"
 
+#include "core/quantize.h"
+
 namespace wanrt {
 
 const Tensor& expect_f32(const Tensor& t, const char* what) {
@@ -24,6 +26,24 @@ Tensor CpuOps::upload(const Tensor& host) {
 }
 
 Tensor CpuOps::upload_weight(const Tensor& host) { return upload(host); }
+
+// The codes stay codes on the CPU too (one byte per element), so the reference holds exactly
+// what a GPU holds; linear dequantizes them per call.
+Tensor CpuOps::quantize_weight(const Tensor& host, DType codes) {
+  WANRT_CHECK(host.device() == Device::Host, "cpu backend: quantize_weight of a device tensor ",
+              host.describe());
+  quantization_code_max(codes);  // checks that `codes` is I8 or F8_E4M3
+  WANRT_CHECK(host.dim() == 2, "cpu backend: quantize_weight expects a matrix [out, in], got ",
+              host.describe());
+  if (host.is_row_scaled()) {
+    WANRT_CHECK(host.dtype() == codes, "cpu backend: quantize_weight to ", dtype_name(codes),
+                " of a weight already quantized to ", dtype_name(host.dtype()),
+                " (re-quantizing quantized codes would compound the error; quantize the float "
+                "checkpoint instead)");
+    return host.clone();
+  }
+  return quantize_rows(host, codes);
+}
 
 Tensor CpuOps::download(const Tensor& tensor) { return upload(tensor); }
 

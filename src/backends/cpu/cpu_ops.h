@@ -21,6 +21,7 @@ class CpuOps final : public Ops {
 
   Tensor upload(const Tensor& host) override;
   Tensor upload_weight(const Tensor& host) override;
+  Tensor quantize_weight(const Tensor& host, DType codes) override;
   Tensor download(const Tensor& tensor) override;
   Tensor zeros(Shape shape) override;
 

@@ -7,6 +7,8 @@
 //   cuda_attention.cu     flash attention (bf16 tensor cores, online softmax, key-length mask)
 //   cuda_video.cu         conv3d, channel_rms_norm, upsample_nearest_2x, frames, concat_frames,
 //                         transpose
+//   cuda_quant.cu         quantize_weight (int8 / fp8 weight-only quantization; linear takes the
+//                         quantized weights in cuda_linear.cpp)
 // All work is queued on one stream (`stream()`); ops never synchronise except download().
 // Device memory comes from the stream-ordered pool (cudaMallocAsync / cudaFreeAsync on that
 // stream, release threshold unlimited), so per-op allocations cost nothing after the first
@@ -57,6 +59,7 @@ class CudaOps final : public Ops {
 
   Tensor upload(const Tensor& host) override;
   Tensor upload_weight(const Tensor& host) override;
+  Tensor quantize_weight(const Tensor& host, DType codes) override;
   Tensor download(const Tensor& tensor) override;
   Tensor zeros(Shape shape) override;
 
