@@ -14,6 +14,9 @@
 #     probably in the page cache, so the load time is a warm-cache figure.
 #   * With the official size rule an 832x480 image at --size 832*480 gives an 832x464 video
 #     (latent 58x104, 31,668 tokens); generate prints the size it made.
+#   * Both bf16 experts, umT5 and the VAE resident need ~69 GB of an 80 GB H100 before any
+#     activation; if generate runs out of memory, add `-- --offload_model True` (one expert
+#     resident, as the official single-GPU command does), and say so with the figures.
 #
 # Usage:
 #   bench/bench_e2e.sh --wanrt BUILD/wanrt --work DIR [--steps N] [--frames N] [--size W*H]
