@@ -5,7 +5,9 @@
 //   ProfilingOps profiled(*cuda_ops, [] { cuda::synchronize(); });
 //   profiled.set_enabled(true);
 //   model.forward(profiled, inputs);
-//   profiled.print_breakdown(std::cout, {.peak_tflops = 989});
+//   BreakdownOptions options;
+//   options.peak_tflops = 989;  // H100 SXM dense bf16
+//   profiled.print_breakdown(std::cout, options);
 //
 // Timing is honest because `sync` runs before and after every timed op: the GPU's queue is
 // drained before the clock starts and the op has finished when it stops. That serialises the
