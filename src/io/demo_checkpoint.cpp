@@ -3,12 +3,15 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <unordered_map>
 
 #include "core/error.h"
+#include "io/random_weights.h"
 #include "io/safetensors.h"
 #include "io/torch_pth.h"
 
@@ -22,46 +25,6 @@ namespace {
 namespace fs = std::filesystem;
 
 using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
-
-// Normal deviates by Box-Muller in float over splitmix64: several times faster than
-// std::normal_distribution over mt19937_64, which matters for the ~15 M values a demo holds.
-// Statistical quality far beyond what random test weights need.
-class FastNormal {
- public:
-  explicit FastNormal(uint64_t seed) : state_(seed) {}
-  float next() {
-    if (has_spare_) {
-      has_spare_ = false;
-      return spare_;
-    }
-    const uint64_t bits = next_bits();
-    constexpr float kTwoPi = 6.2831853f;
-    const float u1 = (static_cast<float>(bits >> 40) + 1.0f) * 0x1.0p-24f;  // (0, 1]
-    const float u2 = static_cast<float>((bits >> 8) & 0xFFFFFF) * 0x1.0p-24f;  // [0, 1)
-    const float radius = std::sqrt(-2.0f * std::log(u1));
-    spare_ = radius * std::sin(kTwoPi * u2);
-    has_spare_ = true;
-    return radius * std::cos(kTwoPi * u2);
-  }
-
- private:
-  uint64_t next_bits() {  // splitmix64
-    uint64_t z = (state_ += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
-  uint64_t state_;
-  float spare_ = 0;
-  bool has_spare_ = false;
-};
-
-// Norm gains start near 1 (as trained models keep them); everything else small, so that
-// activations stay finite through every layer of the pipeline.
-bool is_norm_gain(const std::string& name, const Shape& shape) {
-  if (name.ends_with(".gamma")) return true;
-  return shape.size() == 1 && name.ends_with(".weight") && name.find("norm") != std::string::npos;
-}
 
 NamedTensors random_tensors(const ExpectedTensors& expected, DType dtype, FastNormal& normal) {
   NamedTensors out;
@@ -196,6 +159,113 @@ void write_tokenizer(const fs::path& path, int64_t max_vocab) {
 }
 #endif
 
+// ---- the full-size checkpoint ----
+
+constexpr double kGB = 1e9;
+
+uint64_t bytes_of(const ExpectedTensors& tensors, DType dtype) {
+  uint64_t total = 0;
+  for (const auto& entry : tensors)
+    total += static_cast<uint64_t>(shape_numel(entry.second)) * dtype_size(dtype);
+  return total;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// Progress lines: what was written, how much in all so far, and the rate.
+class WriteProgress {
+ public:
+  WriteProgress(const FullSizeLog& log, uint64_t total_bytes) : log_(log), total_(total_bytes) {}
+  void done(const std::string& what, uint64_t bytes) {
+    written_ += bytes;
+    const double seconds = seconds_since(start_);
+    char line[256];
+    std::snprintf(line, sizeof line, "%5.1f %%  %6.2f / %.2f GB  %6.1f s  %6.0f MB/s  %s",
+                  100.0 * static_cast<double>(written_) / static_cast<double>(total_),
+                  static_cast<double>(written_) / kGB, static_cast<double>(total_) / kGB, seconds,
+                  seconds > 0 ? static_cast<double>(written_) / seconds / 1e6 : 0.0, what.c_str());
+    if (log_) log_(line);
+  }
+
+ private:
+  const FullSizeLog& log_;
+  uint64_t total_;
+  uint64_t written_ = 0;
+  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+};
+
+// README.txt of a shared-expert checkpoint: the random-weights marker first, then the sizes.
+std::string shared_expert_readme(const RandomCheckpointSpec& spec) {
+  const DitConfig& dit = spec.dit;
+  const bool full = spec.dit.dim == DitConfig::i2v_a14b().dim;
+  return str_cat(
+      "RANDOM WEIGHTS - this is a wanrt ", full ? "FULL-SIZE " : "", "benchmark checkpoint, NOT a "
+      "trained model.\n\n"
+      "It was written by `wanrt make-demo-checkpoint --full-size` for measuring the engine: every\n"
+      "weight is random, so any video generated from it is noise by design. It has the layout of\n"
+      "Wan-AI/Wan2.2-I2V-A14B with these sizes:\n"
+      "  DiT experts: dim ", dit.dim, ", ", dit.num_layers, " blocks, ", dit.num_heads, " heads, FFN ",
+      dit.ffn_dim, ", ", dit.parameter_count(), " parameters each, bf16 safetensors shards\n"
+      "  umT5 encoder: vocab ", spec.t5.vocab, ", dim ", spec.t5.dim, ", ", spec.t5.num_layers,
+      " blocks, FFN ", spec.t5.dim_ffn, ", bf16 .pth\n"
+      "  VAE: base width ", spec.vae.dim, ", float32 .pth\n"
+      "  tokenizer: a tiny one (when wanrt was built with SentencePiece)\n\n"
+      "To fit a small disk, low_noise_model/ holds its own config.json and index, but its shards are\n"
+      "symbolic links to high_noise_model/'s: both experts have the SAME random weights, and a\n"
+      "loader reads and uploads those bytes twice, as it would two different experts (the second\n"
+      "read may come from the page cache).\n\n"
+      "For real videos, download the real checkpoint:\n"
+      "huggingface-cli download Wan-AI/Wan2.2-I2V-A14B --local-dir DIR\n");
+}
+
+NamedTensors random_tensors_by_name(const ExpectedTensors& expected, DType dtype, uint64_t seed) {
+  NamedTensors out;
+  out.reserve(expected.size());
+  for (const auto& [name, shape] : expected)
+    out.emplace_back(name, random_weight(name, shape, dtype, weight_seed(seed, name)));
+  return out;
+}
+
+// One expert in bf16, shard by shard (only one shard's tensors in memory at a time); returns
+// the shard file names.
+std::vector<std::string> write_expert_shards(const fs::path& folder, const DitConfig& config,
+                                             uint64_t shard_limit, uint64_t seed,
+                                             WriteProgress& progress) {
+  fs::create_directories(folder);
+  write_text(folder / "config.json", diffusers_config_json(config));
+  const ExpectedTensors expected = config.expected_tensors();
+  std::vector<ExpectedTensors> shards(1);
+  uint64_t shard_bytes = 0;
+  for (const auto& entry : expected) {
+    const uint64_t bytes = static_cast<uint64_t>(shape_numel(entry.second)) * dtype_size(DType::BF16);
+    if (shard_bytes > 0 && shard_bytes + bytes > shard_limit) {
+      shards.emplace_back();
+      shard_bytes = 0;
+    }
+    shards.back().push_back(entry);
+    shard_bytes += bytes;
+  }
+  const size_t count = shards.size();
+  std::vector<std::string> names;
+  nlohmann::json weight_map = nlohmann::json::object();
+  for (size_t i = 0; i < count; ++i) {
+    char name[96];
+    std::snprintf(name, sizeof name, "diffusion_pytorch_model-%05zu-of-%05zu.safetensors", i + 1, count);
+    names.emplace_back(name);
+    for (const auto& entry : shards[i]) weight_map[entry.first] = names.back();
+    write_safetensors((folder / names.back()).string(),
+                      random_tensors_by_name(shards[i], DType::BF16, seed), {{"format", "pt"}});
+    progress.done(str_cat(folder.filename().string(), "/", names.back()), bytes_of(shards[i], DType::BF16));
+  }
+  nlohmann::json index;
+  index["metadata"] = {{"total_size", bytes_of(expected, DType::BF16)}};
+  index["weight_map"] = std::move(weight_map);
+  write_text(folder / kDitIndexName, index.dump(2) + "\n");
+  return names;
+}
+
 }  // namespace
 
 DitConfig demo_dit_config() {
@@ -230,6 +300,95 @@ VaeCheckpointConfig demo_vae_config() {
   config.num_res_blocks = 2;
   config.temporal_downsample = {false, true, true};
   return config;
+}
+
+T5CheckpointConfig full_size_t5_config() {
+  T5CheckpointConfig config;  // umT5-XXL encoder (spec t5-vae-and-files §1.1)
+  config.vocab = 256384;
+  config.dim = 4096;
+  config.dim_attn = 4096;
+  config.dim_ffn = 10240;
+  config.num_heads = 64;
+  config.num_layers = 24;
+  config.num_buckets = 32;
+  config.shared_pos = false;
+  return config;
+}
+
+VaeCheckpointConfig full_size_vae_config() {
+  VaeCheckpointConfig config;  // the released Wan2.1_VAE.pth
+  config.dim = 96;
+  config.z_dim = 16;
+  config.dim_mult = {1, 2, 4, 4};
+  config.num_res_blocks = 2;
+  config.temporal_downsample = {false, true, true};
+  return config;
+}
+
+RandomCheckpointSpec full_size_spec() {
+  RandomCheckpointSpec spec;
+  spec.dit = DitConfig::i2v_a14b();
+  spec.t5 = full_size_t5_config();
+  spec.vae = full_size_vae_config();
+  // ~5 GB keeps the host memory of one shard small while the expert still has six shards, as
+  // the real one does (there in fp32, ~10 GB each).
+  spec.shard_bytes = uint64_t{5} << 30;
+  return spec;
+}
+
+uint64_t RandomCheckpointSpec::bytes() const {
+  return bytes_of(dit.expected_tensors(), DType::BF16) + bytes_of(t5.expected_tensors(), DType::BF16) +
+         bytes_of(vae.expected_tensors(), DType::F32);
+}
+
+void write_shared_expert_checkpoint(const std::string& dir, uint64_t seed,
+                                    const RandomCheckpointSpec& spec, const FullSizeLog& log) {
+  const fs::path root(dir);
+  std::error_code ec;
+  fs::create_directories(root, ec);
+  WANRT_CHECK(fs::is_directory(root), dir, ": cannot create the folder (", ec.message(), ")");
+  const uint64_t needed = spec.bytes();
+  const fs::space_info space = fs::space(root, ec);
+  constexpr uint64_t kMargin = uint64_t{1} << 30;  // headers, the tokenizer, the file system
+  WANRT_CHECK(ec || space.available >= needed + kMargin, dir, ": not enough free disk space for "
+              "the checkpoint: it needs ", static_cast<double>(needed + kMargin) / kGB, " GB, and ",
+              static_cast<double>(space.available) / kGB, " GB are free");
+  if (log)
+    log(str_cat("Writing a RANDOM-weight checkpoint of ", static_cast<double>(needed) / kGB,
+                " GB: one expert in bf16 (linked as both experts), umT5 in bf16, the VAE in fp32"));
+  WriteProgress progress(log, needed);
+  write_text(root / "README.txt", shared_expert_readme(spec));
+  const std::vector<std::string> shards = write_expert_shards(
+      root / kHighNoiseFolder, spec.dit, spec.shard_bytes, seed * 4 + 0, progress);
+  // The low-noise expert: its own config.json and index, shards linked to the high-noise ones.
+  const fs::path low = root / kLowNoiseFolder;
+  fs::create_directories(low);
+  fs::copy_file(root / kHighNoiseFolder / "config.json", low / "config.json",
+                fs::copy_options::overwrite_existing);
+  fs::copy_file(root / kHighNoiseFolder / kDitIndexName, low / kDitIndexName,
+                fs::copy_options::overwrite_existing);
+  for (const std::string& shard : shards) {
+    fs::remove(low / shard);
+    fs::create_symlink(fs::path("..") / kHighNoiseFolder / shard, low / shard);
+  }
+  if (log)
+    log(str_cat(kLowNoiseFolder, ": config.json, index and ", shards.size(), " shard links to ",
+                kHighNoiseFolder, "/ (the same random weights; a loader reads them twice)"));
+  const ExpectedTensors t5_tensors = spec.t5.expected_tensors();
+  write_pth((root / str_cat(kT5Stem, ".pth")).string(),
+            random_tensors_by_name(t5_tensors, DType::BF16, seed * 4 + 2), kT5Stem);
+  progress.done(str_cat(kT5Stem, ".pth"), bytes_of(t5_tensors, DType::BF16));
+  const ExpectedTensors vae_tensors = spec.vae.expected_tensors();
+  write_pth((root / str_cat(kVaeStem, ".pth")).string(),
+            random_tensors_by_name(vae_tensors, DType::F32, seed * 4 + 3), kVaeStem);
+  progress.done(str_cat(kVaeStem, ".pth"), bytes_of(vae_tensors, DType::F32));
+#ifdef WANRT_HAVE_SENTENCEPIECE
+  write_tokenizer(root / kTokenizerModel, spec.t5.vocab);
+#endif
+}
+
+void write_full_size_checkpoint(const std::string& dir, uint64_t seed, const FullSizeLog& log) {
+  write_shared_expert_checkpoint(dir, seed, full_size_spec(), log);
 }
 
 void write_demo_checkpoint(const std::string& dir, uint64_t seed) {

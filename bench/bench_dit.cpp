@@ -1,0 +1,370 @@
+// bench_dit: one forward of a full-size Wan2.2 I2V-A14B expert (dim 5120, 40 heads of 128,
+// 40 blocks, FFN 13824, in 36 = 16 latent + 20 conditioning channels, out 16, text 512 rows)
+// on the CUDA backend, at 720p (latent 21×90×160: 75,600 tokens) and 480p (21×60×104: 32,760
+// tokens).
+//
+// What it reports, per size: the forward's wall time (warm-up runs, then N timed runs; the
+// prepare / blocks / head split), FLOPs (spec §1.5's formulas, cross-checked by the profiler's
+// count) and TFLOP/s against the 989 TFLOP/s bf16 dense peak of an H100 SXM and against
+// measured ceilings given by flag; a ProfilingOps breakdown (GEMMs, attention, the rest) from
+// one more run that syncs after every op; peak device memory; and, once, the weight upload
+// rate. A summary table closes the output.
+//
+// Weights are RANDOM: a forward's speed does not depend on their values. To save host time
+// one block's weights are generated once and uploaded for every block (each block still gets
+// its own device copy, so memory and bandwidth are those of the real model).
+//
+// Timing: WanModel's phases are host functions that queue GPU work, and the forward ends in a
+// download, so each phase is timed on the host clock between two device synchronisations.
+// (CUDA events on the default stream would not bracket the backend's own stream.)
+//
+//   bench_dit [--size 480p|720p|all] [--warmup N] [--repeats N] [--blocks N] [--tf32]
+//             [--no-profile] [--peak-tflops X] [--gemm-ceiling X] [--attention-ceiling X]
+//             [--seed N] [--cpu --tiny]
+#include <cstdio>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "backends/profiling_ops.h"
+#include "bench_common.h"
+#include "io/random_weights.h"
+#include "io/tensor_store.h"
+#include "model/dit.h"
+#include "model/dit_config.h"
+
+namespace wanrt::bench {
+namespace {
+
+constexpr const char* kUsage = R"(bench_dit: one forward of a Wan2.2 I2V-A14B expert (random weights).
+
+  --size S              480p, 720p or all (default all: 480p then 720p)
+  --warmup N            untimed forwards first (default 1)
+  --repeats N           timed forwards (default 3)
+  --blocks N            transformer blocks (default 40; fewer for a quick look: the numbers are
+                        then those of a smaller model, not scaled)
+  --no-profile          skip the extra profiled forward (per-op breakdown)
+  --tf32                CudaOptions::tf32 (TF32 for the float32 GEMMs: time MLP, head)
+  --peak-tflops X       the hardware peak for "% of peak" (default 989: H100 SXM dense bf16)
+  --gemm-ceiling X      a measured GEMM ceiling in TFLOP/s (e.g. cuBLAS at these shapes)
+  --attention-ceiling X a measured attention ceiling in TFLOP/s (e.g. cuDNN SDPA, L=75600)
+  --seed N              seed of the random weights and inputs (default 0)
+  --cpu --tiny          the CPU reference backend at a tiny size: tests this program, no GPU
+  --tiny                a tiny model and latent (also on the GPU: a quick smoke test)
+)";
+
+struct BenchSize {
+  std::string name;
+  int64_t frames, height, width;  // the latent grid (before the 1×2×2 patch)
+};
+
+const BenchSize kSizes[] = {
+    {"480p", 21, 60, 104},  // 832×480, 81 frames: 21×30×52 = 32,760 tokens
+    {"720p", 21, 90, 160},  // 1280×720, 81 frames: 21×45×80 = 75,600 tokens
+};
+const BenchSize kTinySize = {"tiny", 3, 8, 12};  // 3×4×6 = 72 tokens
+
+DitConfig tiny_config() {
+  DitConfig config = DitConfig::i2v_a14b();
+  config.dim = 256;
+  config.ffn_dim = 512;
+  config.num_heads = 2;  // head width 128, as in the real model
+  config.num_layers = 2;
+  return config;
+}
+
+// FLOPs of one forward as WanModel computes it (the time MLP once, not per token), spec §1.5.
+struct DitFlops {
+  double gemm = 0, attention = 0;
+  double total() const { return gemm + attention; }
+};
+DitFlops forward_flops(const DitConfig& c, int64_t tokens) {
+  const auto L = static_cast<double>(tokens), D = static_cast<double>(c.dim);
+  const auto T = static_cast<double>(c.text_len), F = static_cast<double>(c.ffn_dim);
+  const double patch = static_cast<double>(c.in_dim * c.patch_size[0] * c.patch_size[1] * c.patch_size[2]);
+  const double out = static_cast<double>(c.out_dim * c.patch_size[0] * c.patch_size[1] * c.patch_size[2]);
+  const auto blocks = static_cast<double>(c.num_layers);
+  DitFlops f;
+  f.gemm = 2 * L * patch * D                                             // patch embedding
+           + 2 * (static_cast<double>(c.freq_dim) * D + D * D + D * 6 * D)  // time MLPs, one row
+           + 2 * T * (static_cast<double>(c.text_dim) * D + D * D)          // text embedding
+           + blocks * (8 * L * D * D + 4 * L * D * D + 4 * T * D * D + 4 * L * D * F)
+           + 2 * L * D * out;                                            // head
+  f.attention = blocks * (4 * L * L * D + 4 * L * T * D);  // self + cross, all heads
+  return f;
+}
+
+// The expert's weights on the host: every non-block tensor, and block 0's tensors standing in
+// for every block (blocks.i.* are views of blocks.0.*'s host memory).
+struct HostWeights {
+  TensorStore store;
+  double generated_bytes = 0;  // what was generated (the rest are views)
+  double upload_bytes = 0;     // what the model uploads: every tensor of every block
+  double seconds = 0;
+};
+HostWeights shared_block_weights(const DitConfig& config, uint64_t seed) {
+  const auto start = Clock::now();
+  HostWeights weights;
+  TensorStore block0;
+  const std::string prefix0 = "blocks.0.";
+  for (const auto& [name, shape] : config.expected_tensors()) {
+    const size_t dot = name.find('.', 7);
+    const bool in_block = name.starts_with("blocks.");
+    if (in_block && !name.starts_with(prefix0)) continue;  // filled below from block 0
+    Tensor tensor = random_weight(name, shape, DType::BF16, weight_seed(seed, name));
+    weights.generated_bytes += static_cast<double>(tensor.nbytes());
+    if (in_block) block0.add(name.substr(dot + 1), tensor, "random (block 0)");
+    else weights.store.add(name, tensor, "random");
+  }
+  for (int64_t i = 0; i < config.num_layers; ++i)
+    for (const std::string& name : block0.names())
+      weights.store.add(str_cat("blocks.", i, ".", name), block0.get(name), "random (block 0)");
+  for (const std::string& name : weights.store.names())
+    weights.upload_bytes += static_cast<double>(weights.store.get(name).nbytes());
+  weights.seconds = seconds_since(start);
+  return weights;
+}
+
+struct ForwardTimes {
+  double prepare = 0, blocks = 0, head = 0;
+  double total() const { return prepare + blocks + head; }
+};
+
+ForwardTimes timed_forward(const WanModel& model, Ops& ops, const std::function<void()>& sync,
+                           const DitInputs& inputs, Tensor* output) {
+  ForwardTimes t;
+  sync();
+  auto start = Clock::now();
+  const DitConditioning cond = model.prepare(ops, inputs);
+  sync();
+  t.prepare = seconds_since(start);
+  start = Clock::now();
+  const Tensor x = model.run_blocks(ops, cond);
+  sync();
+  t.blocks = seconds_since(start);
+  start = Clock::now();
+  Tensor out = model.head(ops, x, cond);  // ends in a download: synchronous
+  t.head = seconds_since(start);
+  if (output) *output = std::move(out);
+  return t;
+}
+
+Tensor random_input(Shape shape, uint64_t seed, float scale) {
+  Tensor t = Tensor::empty(DType::F32, std::move(shape));
+  FastNormal normal(seed);
+  for (float& v : t.floats()) v = scale * normal.next();
+  return t;
+}
+
+struct SizeResult {
+  std::string name;
+  int64_t tokens = 0;
+  Summary forward;
+  double per_block = 0;
+  DitFlops flops;
+  double gemm_tflops = 0, attention_tflops = 0;  // from the profiled run; 0 without one
+  double peak_bytes = 0;
+  bool memory_measured = false;
+};
+
+int run(int argc, char** argv) {
+  Args args(argc, argv);
+  if (args.flag("--help") || args.flag("-h")) {
+    std::cout << kUsage;
+    return 0;
+  }
+  const bool cpu = args.flag("--cpu");
+  const bool tiny = args.flag("--tiny");
+  const std::string size_flag = args.value("--size").value_or("all");
+  const int64_t warmup = args.integer("--warmup", 1, 0);
+  const int64_t repeats = args.integer("--repeats", 3, 1);
+  const int64_t blocks_flag = args.integer("--blocks", 0, 1);
+  const bool profile = !args.flag("--no-profile");
+  const bool tf32 = args.flag("--tf32");
+  const double peak = args.number("--peak-tflops", kH100DenseBf16Tflops, 0);
+  const double gemm_ceiling = args.number("--gemm-ceiling", 0, 0);
+  const double attention_ceiling = args.number("--attention-ceiling", 0, 0);
+  const auto seed = static_cast<uint64_t>(args.integer("--seed", 0, 0));
+  args.finish();
+  WANRT_CHECK(!cpu || tiny, "--cpu runs only with --tiny (a full-size forward on the CPU "
+              "reference backend would take hours); it exists to test this program");
+  require_cuda_build(cpu);
+
+  std::vector<BenchSize> sizes;
+  if (tiny) {
+    sizes.push_back(kTinySize);
+  } else {
+    for (const BenchSize& size : kSizes)
+      if (size_flag == "all" || size_flag == size.name) sizes.push_back(size);
+    WANRT_CHECK(!sizes.empty(), "--size ", size_flag, ": unknown size; choose 480p, 720p or all");
+  }
+  DitConfig config = tiny ? tiny_config() : DitConfig::i2v_a14b();
+  if (blocks_flag > 0) config.num_layers = blocks_flag;
+
+  Backend backend = cpu ? make_cpu_backend() : Backend{};
+#ifdef WANRT_HAVE_CUDA
+  if (!cpu) {
+    CudaOptions options;
+    options.tf32 = tf32;
+    backend = make_cuda_backend(options);
+  }
+#endif
+  Ops& ops = *backend.ops;
+  MemoryMeter meter(backend);
+
+  std::cout << "bench_dit: Wan2.2 I2V-A14B expert, one forward per call\n"
+            << "  model    dim " << config.dim << ", " << config.num_heads << " heads of "
+            << config.head_dim() << ", " << config.num_layers << " blocks, FFN " << config.ffn_dim
+            << ", in " << config.in_dim << " (16 latent + " << config.in_dim - config.out_dim
+            << " conditioning), out " << config.out_dim << ", text " << config.text_len
+            << " rows of " << config.text_dim << ", freq " << config.freq_dim << ", "
+            << config.parameter_count() << " parameters\n";
+  if (tiny) std::cout << "  TINY model and latent: this run tests the program, its numbers mean nothing\n";
+  if (!tiny && config.num_layers != 40)
+    std::cout << "  NOTE: " << config.num_layers << " blocks instead of 40 (--blocks): times are "
+              << "those of this smaller model, not scaled to 40\n";
+  std::cout << "  backend  " << backend.description << (tf32 ? ", TF32 on" : "") << "\n"
+            << "  runs     " << warmup << " warm-up, " << repeats << " timed"
+            << (profile ? ", 1 profiled (synced after every op)" : "") << " per size\n"
+            << "  weights  RANDOM (speed does not depend on the values): one block's weights are "
+               "generated on the host once and uploaded for each of the "
+            << config.num_layers << " blocks (every block has its own device copy)\n"
+            << std::flush;
+
+  HostWeights host = shared_block_weights(config, seed);
+  std::cout << fmt("host weights: generated %.2f GB in %.1f s", host.generated_bytes / kGB, host.seconds)
+            << std::endl;
+  const double in_use_before_load = meter.in_use();
+  auto start = Clock::now();
+  const WanModel model = WanModel::load(config, host.store, ops);
+  backend.sync();
+  const double load_seconds = seconds_since(start);
+  std::cout << fmt("weight upload: %.2f GB of bf16 host tensors in %.2f s = %.2f GB/s (pageable "
+                   "host memory; WanModel::load with its shape checks)",
+                   host.upload_bytes / kGB, load_seconds, host.upload_bytes / kGB / load_seconds);
+  if (backend.cuda)
+    std::cout << fmt("; device memory +%.2f GB", (meter.in_use() - in_use_before_load) / kGB);
+  std::cout << std::endl;
+  host = HostWeights{};  // the device copies are all the forwards need
+
+  std::vector<SizeResult> results;
+  for (const BenchSize& size : sizes) {
+    SizeResult result;
+    result.name = size.name;
+    const int64_t ph = config.patch_size[1], pw = config.patch_size[2];
+    result.tokens = size.frames * (size.height / ph) * (size.width / pw);
+    result.flops = forward_flops(config, result.tokens);
+    const Tensor x = random_input({config.out_dim, size.frames, size.height, size.width}, seed + 11, 1.0f);
+    const Tensor y = random_input({config.in_dim - config.out_dim, size.frames, size.height, size.width},
+                                  seed + 12, 1.0f);
+    const Tensor context = random_input({config.text_len, config.text_dim}, seed + 13, 0.1f);
+    DitInputs inputs;
+    inputs.x = &x;
+    inputs.y = &y;
+    inputs.context = &context;
+    inputs.timestep = 999;  // the first step's timestep; the speed does not depend on it
+    std::cout << "\n[" << size.name << "] latent " << config.out_dim << "x" << size.frames << "x"
+              << size.height << "x" << size.width << " + conditioning "
+              << config.in_dim - config.out_dim << "x" << size.frames << "x" << size.height << "x"
+              << size.width << " -> " << result.tokens << " tokens; context " << config.text_len
+              << "x" << config.text_dim
+              << fmt("; %.1f TFLOP per forward (GEMM %.1f, attention %.1f)", result.flops.total() * 1e-12,
+                     result.flops.gemm * 1e-12, result.flops.attention * 1e-12)
+              << std::endl;
+
+    meter.start();  // from the first forward at this size: its allocations set the peak
+    Tensor output;
+    for (int64_t i = 0; i < warmup; ++i) {
+      const ForwardTimes t = timed_forward(model, ops, backend.sync, inputs, &output);
+      std::cout << fmt("  warm-up %lld/%lld: %.3f s", static_cast<long long>(i + 1),
+                       static_cast<long long>(warmup), t.total())
+                << std::endl;
+    }
+    std::vector<double> totals;
+    double blocks_seconds = 0;
+    for (int64_t i = 0; i < repeats; ++i) {
+      const ForwardTimes t = timed_forward(model, ops, backend.sync, inputs, &output);
+      totals.push_back(t.total());
+      blocks_seconds += t.blocks;
+      std::cout << fmt("  run %lld/%lld: %.3f s (prepare %.3f s, %lld blocks %.3f s = %.4f s/block, "
+                       "head %.3f s)",
+                       static_cast<long long>(i + 1), static_cast<long long>(repeats), t.total(),
+                       t.prepare, static_cast<long long>(config.num_layers), t.blocks,
+                       t.blocks / static_cast<double>(config.num_layers), t.head)
+                << std::endl;
+    }
+    const MemoryPeak memory = meter.stop();
+    result.forward = summarize(totals);
+    result.per_block = blocks_seconds / static_cast<double>(repeats) / static_cast<double>(config.num_layers);
+    result.memory_measured = memory.measured;
+    result.peak_bytes = memory.peak();
+    std::cout << "  " << finite_check(output) << "\n"
+              << fmt("  forward: mean %.3f s, min %.3f s, max %.3f s over %zu runs; %.1f TFLOP/s "
+                     "(%.1f %% of %.0f)",
+                     result.forward.mean, result.forward.min, result.forward.max, result.forward.count,
+                     result.flops.total() / result.forward.mean * 1e-12,
+                     peak > 0 ? 100.0 * result.flops.total() / result.forward.mean * 1e-12 / peak : 0.0, peak)
+              << "\n  peak device memory: " << memory.describe() << std::endl;
+
+    if (profile) {
+      ProfilingOps profiled(ops, backend.sync);
+      profiled.set_enabled(true);
+      backend.sync();
+      start = Clock::now();
+      output = model.forward(profiled, inputs);
+      const double wall = seconds_since(start);
+      BreakdownOptions breakdown;
+      breakdown.title = fmt("  profiled forward: %.3f s (a sync after every op, so slower than the "
+                            "timed runs)", wall);
+      breakdown.peak_tflops = peak;
+      breakdown.ceiling_tflops[static_cast<size_t>(OpCategory::Gemm)] = gemm_ceiling;
+      breakdown.ceiling_tflops[static_cast<size_t>(OpCategory::Attention)] = attention_ceiling;
+      breakdown.wall_seconds = wall;
+      profiled.print_breakdown(std::cout, breakdown);
+      const OpStats gemm = profiled.category(OpCategory::Gemm);
+      const OpStats attention = profiled.category(OpCategory::Attention);
+      result.gemm_tflops = gemm.tflops_per_second();
+      result.attention_tflops = attention.tflops_per_second();
+      const double rest = wall - gemm.seconds - attention.seconds;
+      std::cout << fmt("  GEMMs %.3f s (%.1f TFLOP/s), attention %.3f s (%.1f TFLOP/s), the rest "
+                       "%.3f s (%.1f %%)",
+                       gemm.seconds, result.gemm_tflops, attention.seconds, result.attention_tflops,
+                       rest, 100.0 * rest / wall)
+                << "\n"
+                << fmt("  FLOP check: the profiler counted %.4g GEMM + %.4g attention FLOP; the "
+                       "formula gives %.4g + %.4g",
+                       gemm.flops, attention.flops, result.flops.gemm, result.flops.attention)
+                << std::endl;
+    }
+    results.push_back(result);
+  }
+
+  std::cout << "\nSummary (bench_dit, " << backend.description << ", " << config.num_layers
+            << " blocks, random weights";
+  if (gemm_ceiling > 0 || attention_ceiling > 0)
+    std::cout << fmt("; ceilings: GEMM %.0f, attention %.0f TFLOP/s", gemm_ceiling, attention_ceiling);
+  std::cout << ")\n"
+            << "| size | tokens | forward s (mean) | min s | s/block | TFLOP | TFLOP/s | % of peak "
+               "| GEMM TFLOP/s | attention TFLOP/s | peak memory GB |\n"
+            << "|---|---|---|---|---|---|---|---|---|---|---|\n";
+  for (const SizeResult& r : results) {
+    const double achieved = r.flops.total() / r.forward.mean * 1e-12;
+    std::cout << fmt("| %s | %lld | %.3f | %.3f | %.4f | %.1f | %.1f | %.1f %% | ", r.name.c_str(),
+                     static_cast<long long>(r.tokens), r.forward.mean, r.forward.min, r.per_block,
+                     r.flops.total() * 1e-12, achieved, peak > 0 ? 100.0 * achieved / peak : 0.0)
+              << (r.gemm_tflops > 0 ? fmt("%.1f", r.gemm_tflops) : std::string("-")) << " | "
+              << (r.attention_tflops > 0 ? fmt("%.1f", r.attention_tflops) : std::string("-")) << " | "
+              << (r.memory_measured ? fmt("%.2f", r.peak_bytes / kGB) : std::string("n/a")) << " |\n";
+  }
+  std::cout << "(% of peak: of " << peak << " TFLOP/s; GEMM and attention rates from the profiled "
+               "run; peak memory includes the weights and the CUDA context)"
+            << std::endl;
+  return 0;
+}
+
+}  // namespace
+}  // namespace wanrt::bench
+
+int main(int argc, char** argv) {
+  return wanrt::bench::run_main("bench_dit", [&] { return wanrt::bench::run(argc, argv); });
+}
