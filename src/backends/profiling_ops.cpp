@@ -121,6 +121,11 @@ Tensor ProfilingOps::upload_weight(const Tensor& host) {
                  [&] { return inner_.upload_weight(host); }, /*count_output=*/false);
 }
 
+Tensor ProfilingOps::quantize_weight(const Tensor& host, DType codes) {
+  return measure("quantize_weight", OpCategory::Memory, [&] { return Cost{0, bytes_of(host), {}}; },
+                 [&] { return inner_.quantize_weight(host, codes); }, /*count_output=*/false);
+}
+
 Tensor ProfilingOps::download(const Tensor& tensor) {
   // Counted as the host bytes written (the result), not the device bytes as well.
   return measure("download", OpCategory::Memory, [] { return Cost{}; },
@@ -168,6 +173,14 @@ Tensor ProfilingOps::rms_norm(const Tensor& x, const Tensor& weight, float eps) 
   return measure("rms_norm", OpCategory::Norm,
                  [&] { return Cost{0, bytes_of(x) + bytes_of(weight), {}}; },
                  [&] { return inner_.rms_norm(x, weight, eps); });
+}
+
+Tensor ProfilingOps::rms_norm_rope(const Tensor& x, const Tensor& weight, float eps,
+                                   const Tensor& table, int64_t heads) {
+  // Counted as rope (q/k RMSNorm fused with the rotation): one pass over x, the table once.
+  return measure("rms_norm_rope", OpCategory::Rope,
+                 [&] { return Cost{0, bytes_of(x) + bytes_of(weight) + bytes_of(table), {}}; },
+                 [&] { return inner_.rms_norm_rope(x, weight, eps, table, heads); });
 }
 
 // ---- elementwise ----

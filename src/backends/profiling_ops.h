@@ -20,7 +20,7 @@
 //   gemm         linear: 2·N·M·K
 //   attention    4·H·Lq·Lk·d (QKᵀ and PV; Lk = kv_len when keys are masked)
 //   video        conv3d: 2·Cout·Cin·kt·kh·kw·(output voxels); the other video ops move bytes
-//   norm, elementwise, rope, layout, collective: bytes only (memory-bound)
+//   norm, elementwise, rope (rope_, rms_norm_rope), layout, collective: bytes only (memory-bound)
 //   memory       upload, upload_weight, download: the host-side bytes; zeros: bytes written
 // Bytes are the sizes of the op's tensor operands and result in their actual dtypes: a lower
 // bound on what the kernel moves (no re-reads), so GB/s is a lower bound too.
@@ -102,6 +102,7 @@ class ProfilingOps final : public Ops {
 
   Tensor upload(const Tensor& host) override;
   Tensor upload_weight(const Tensor& host) override;
+  Tensor quantize_weight(const Tensor& host, DType codes) override;
   Tensor download(const Tensor& tensor) override;
   Tensor zeros(Shape shape) override;
 
@@ -117,6 +118,8 @@ class ProfilingOps final : public Ops {
   void add_gated_(Tensor& x, const Tensor& y, const Tensor* gate) override;
 
   void rope_(Tensor& x, const Tensor& table) override;
+  Tensor rms_norm_rope(const Tensor& x, const Tensor& weight, float eps, const Tensor& table,
+                       int64_t heads) override;
   Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v,
                    const AttentionOptions& options) override;
   Tensor embedding(const Tensor& table, const Tensor& ids) override;

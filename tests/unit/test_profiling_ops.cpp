@@ -255,6 +255,7 @@ TEST_F(ProfilingOpsTest, TinyDitForwardIsUnchangedAndItsFlopsMatchTheSpecFormula
   EXPECT_EQ(profiled_.category(OpCategory::Attention).flops, attention);
   EXPECT_EQ(profiled_.category(OpCategory::Gemm).calls, 1 + 3 + 2 + blocks * 10 + 1);
   EXPECT_EQ(profiled_.category(OpCategory::Attention).calls, 2 * blocks);
+  // Self-attention's q and k: one fused RMSNorm + RoPE each (rms_norm_rope).
   EXPECT_EQ(profiled_.category(OpCategory::Rope).calls, 2 * blocks);
 }
 
