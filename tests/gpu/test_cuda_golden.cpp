@@ -10,13 +10,17 @@
 //   VAE encode latent and decode, conv_dtype BF16 and F32        1e-2 (both printed: the default
 //                                                                     is chosen from them)
 //   end to end: final_latent                                     5e-2
-//               video                                            5e-2
+//               video                                            1e-1
 // End to end, the sampler feeds each step's bf16 error into the next (8 or 6 steps, two CFG
 // passes each) on top of the T5 and VAE-encode errors in the conditioning, so the latent gets
-// 5× the single-forward bound. The video is decode(final_latent), clamped: the decoder passes a
-// relative perturbation of its input through at about its size (it is a normalised network; the
-// clamp only removes error) and adds its own ≤ 1e-2, so the latent's bound also bounds the
-// video; 5e-2 is still 20× tighter than a wrong video (≥ 1, as for an unrelated one).
+// 5× the single-forward bound. The video is decode(final_latent), clamped, so its error is the
+// latent's as the decoder passes it on plus the decoder's own (≤ 1e-2 above). Measured on the
+// CPU with the golden final latents and the tiny checkpoint's decoder: a relative perturbation
+// δ of the latent comes out of the decoder as 1.1·δ when it is smooth (a scaling) and 1.5–1.7·δ
+// when it is white noise (δ = 1e-2…5e-2, both e2e cases). A latent at its bound may thus give a
+// video error of 1.7 · 5e-2 + 1e-2 ≈ 0.1: a tighter video bound would fail runs whose latent
+// passes. 0.1 still rejects a wrong video by an order of magnitude (an unrelated or all-zero
+// video scores about 1 or more).
 #include <cstdio>
 #include <filesystem>
 #include <string>
@@ -37,7 +41,7 @@ namespace {
 #ifdef WANRT_HAVE_CUDA
 constexpr double kComponentTolerance = 1e-2;
 constexpr double kEndToEndLatentTolerance = 5e-2;
-constexpr double kEndToEndVideoTolerance = 5e-2;
+constexpr double kEndToEndVideoTolerance = 1e-1;
 
 TEST(CudaGolden, DitEveryCaseAndIntermediate) {
   WANRT_REQUIRE_GPU();
@@ -82,8 +86,8 @@ INSTANTIATE_TEST_SUITE_P(
     Cases, CudaVaeGolden,
     ::testing::Combine(::testing::ValuesIn(testing::kVaeGoldenCases),
                        ::testing::Values(DType::BF16, DType::F32)),
-    [](const ::testing::TestParamInfo<CudaVaeGolden::ParamType>& info) {
-      return str_cat(std::get<0>(info.param), "_conv", dtype_name(std::get<1>(info.param)));
+    [](const ::testing::TestParamInfo<CudaVaeGolden::ParamType>& case_info) {
+      return str_cat(std::get<0>(case_info.param), "_conv", dtype_name(std::get<1>(case_info.param)));
     });
 
 TEST(CudaGolden, EndToEndEveryCase) {
