@@ -2,11 +2,9 @@
 // (shared/golden/dit): every case file that carries inputs is run through the tiny checkpoint's
 // expert named by the file (high_* / low_*), and every output and intermediate it holds must
 // match within 1e-5 relative error. Nothing here depends on the particular values in the files.
-#include <nlohmann/json.hpp>
-
-#include <filesystem>
-
+// The case runner (tests/golden_cases.cpp) is shared with the GPU test (tests/gpu).
 #include "backends/ops.h"
+#include "golden_cases.h"
 #include "io/safetensors.h"
 #include "model/dit.h"
 #include "test_support.h"
@@ -14,66 +12,15 @@
 namespace wanrt {
 namespace {
 
-namespace fs = std::filesystem;
 constexpr double kTolerance = 1e-5;  // golden/README.md: float32 CPU path
-
-struct DitCase {
-  std::string name;
-  std::string path;
-};
-
-std::vector<DitCase> input_cases(const std::string& golden) {
-  std::vector<DitCase> cases;
-  for (const auto& entry : fs::directory_iterator(fs::path(golden) / "dit")) {
-    if (entry.path().extension() != ".safetensors") continue;
-    const auto contents = read_safetensors(entry.path().string());
-    if (contents.tensors.contains("x")) cases.push_back({entry.path().stem().string(), entry.path().string()});
-  }
-  std::sort(cases.begin(), cases.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
-  return cases;
-}
 
 class DitGolden : public ::testing::Test {};
 
 TEST_F(DitGolden, EveryCaseAndIntermediateMatches) {
   WANRT_REQUIRE_GOLDEN(golden);
-  const auto cases = input_cases(golden);
-  ASSERT_FALSE(cases.empty()) << "no DiT cases with inputs under " << golden << "/dit";
   auto ops = make_cpu_ops();
-  for (const DitCase& c : cases) {
-    SCOPED_TRACE(c.name);
-    const std::string expert = c.name.rfind("high", 0) == 0 ? "high_noise_model" : "low_noise_model";
-    const std::string expert_dir = golden + "/Wan2.2-I2V-tiny/" + expert;
-    const DitConfig config = DitConfig::from_json_file(expert_dir + "/config.json");
-    const auto weights = read_safetensors(expert_dir + "/diffusion_pytorch_model.safetensors");
-    const WanModel model = WanModel::load(config, weights.tensors, *ops);
-
-    const auto golden_case = read_safetensors(c.path);
-    const TensorStore& data = golden_case.tensors;
-    const auto meta = nlohmann::json::parse(golden_case.metadata.at("meta"));
-    const Tensor x = data.get("x").to(DType::F32), y = data.get("y").to(DType::F32);
-    const Tensor context = data.get("context").to(DType::F32);
-    const double t = data.get("t").to(DType::F32).data<float>()[0];
-
-    std::map<std::string, Tensor> traced;
-    const DitTrace trace = [&](const std::string& name, const Tensor& value) { traced[name] = value.clone(); };
-    const DitInputs inputs{.x = &x, .y = &y, .timestep = t, .context = &context,
-                           .seq_len = meta.at("seq_len").get<int64_t>()};
-    traced["out"] = model.forward(*ops, inputs, &trace);
-
-    int compared = 0;
-    for (const std::string& name : data.names()) {
-      if (name == "x" || name == "y" || name == "t" || name == "context") continue;
-      ASSERT_TRUE(traced.count(name)) << "the engine produced no tensor named " << name;
-      const Tensor expected = data.get(name).to(DType::F32);
-      const Tensor actual = traced.at(name).reshape(expected.shape());
-      const double err = testing::relative_error(actual, expected);
-      EXPECT_LE(err, kTolerance) << name;
-      std::printf("  %-24s %-22s rel err %.2e\n", c.name.c_str(), name.c_str(), err);
-      ++compared;
-    }
-    EXPECT_GE(compared, 1);
-  }
+  for (const testing::GoldenCase& result : testing::run_dit_golden(*ops, golden))
+    testing::expect_within(result, kTolerance);
 }
 
 // The padded case must be insensitive to what sits in the padded rows of x0: keys past L are

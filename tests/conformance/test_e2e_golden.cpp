@@ -2,54 +2,25 @@
 // WanI2V.generate() run end to end on the tiny checkpoint (shared/golden/e2e): same image,
 // token ids and injected noise; settings from each case's meta. final_latent within 1e-4 and
 // the (clamped) video within 1e-3 relative (golden/README.md).
-#include <nlohmann/json.hpp>
-
-#include <filesystem>
-
-#include "io/safetensors.h"
+// The case runner (tests/golden_cases.cpp) is shared with the GPU test (tests/gpu).
+#include "backends/ops.h"
+#include "golden_cases.h"
 #include "pipeline/i2v_pipeline.h"
 #include "test_support.h"
 
 namespace wanrt {
 namespace {
 
-namespace fs = std::filesystem;
+constexpr double kLatentTolerance = 1e-4;  // golden/README.md: end to end, float32 CPU path
+constexpr double kVideoTolerance = 1e-3;
 
 TEST(E2EGolden, EveryCaseMatchesTheReference) {
   WANRT_REQUIRE_GOLDEN(golden);
   auto ops = make_cpu_ops();
-  const auto pipeline = I2VPipeline::load(golden + "/Wan2.2-I2V-tiny", *ops);
-  int cases = 0;
-  for (const auto& entry : fs::directory_iterator(fs::path(golden) / "e2e")) {
-    if (entry.path().extension() != ".safetensors") continue;
-    const std::string name = entry.path().stem().string();
-    SCOPED_TRACE(name);
-    const auto data = read_safetensors(entry.path().string());
-    const auto meta = nlohmann::json::parse(data.metadata.at("meta"));
-    const Tensor noise = data.tensors.get("noise").to(DType::F32);
-
-    I2VRequest request;
-    request.image_path = (entry.path().parent_path() / (name + "_input.png")).string();
-    request.prompt_ids = meta.at("prompt_ids").get<std::vector<int64_t>>();
-    request.negative_prompt_ids = meta.at("n_prompt_ids").get<std::vector<int64_t>>();
-    request.max_area = meta.at("max_area").get<int64_t>();
-    request.frame_num = meta.at("frames").get<int64_t>();
-    request.solver = meta.at("solver").get<std::string>();
-    request.steps = meta.at("steps").get<int>();
-    request.shift = meta.at("shift").get<double>();
-    request.guide_low = meta.at("guide").at(0).get<double>();
-    request.guide_high = meta.at("guide").at(1).get<double>();
-    request.noise = &noise;
-
-    const I2VResult result = pipeline->generate(request);
-    const double latent_err = testing::relative_error(result.latent, data.tensors.get("final_latent"));
-    const double video_err = testing::relative_error(result.video, data.tensors.get("video"));
-    std::printf("  %-24s final_latent rel err %.2e, video rel err %.2e\n", name.c_str(), latent_err, video_err);
-    EXPECT_LE(latent_err, 1e-4);
-    EXPECT_LE(video_err, 1e-3);
-    ++cases;
+  for (const testing::GoldenCase& result : testing::run_e2e_golden(*ops, golden)) {
+    testing::expect_within(result, "final_latent", kLatentTolerance);
+    testing::expect_within(result, "video", kVideoTolerance);
   }
-  EXPECT_GE(cases, 1) << "no end-to-end cases under " << golden << "/e2e";
 }
 
 TEST(SeededNoise, IsStandardNormalAndReproducible) {
