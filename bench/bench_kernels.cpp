@@ -180,7 +180,7 @@ void bench_conv3d(std::mt19937_64& rng) {
   for (const ConvMode& mode : modes) {
     CudaOptions options;
     options.conv_dtype = mode.dtype;
-    options.tf32 = mode.tf32;
+    options.tf32_convolutions = mode.tf32;
     std::unique_ptr<Ops> owner = make_cuda_ops(options);
     CudaOps& ops = static_cast<CudaOps&>(*owner);
     setenv("WANRT_CONV_LAYOUT", mode.channels_last ? "ndhwc" : "ncdhw", 1);

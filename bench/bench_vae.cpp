@@ -143,7 +143,7 @@ int run(int argc, char** argv) {
 #ifdef WANRT_HAVE_CUDA
     if (!cpu) {
       CudaOptions options;
-      options.tf32 = tf32;
+      options.tf32_convolutions = tf32;
       options.conv_dtype = dtype == "bf16" ? DType::BF16 : DType::F32;
       backend = make_cuda_backend(options);
     }

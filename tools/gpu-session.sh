@@ -5,7 +5,7 @@
 #   test-all     the whole suite
 #   micro        bench_linear, bench_kernels, bench_attention + PyTorch SDPA in the same run
 #   dit          bench_dit 720p and 480p, and the PyTorch eager baseline of the same forward
-#   vae-t5       bench_vae (bf16, fp32) and bench_t5
+#   vae-t5       bench_vae (bf16; fp32 with TF32 convolutions, the default) and bench_t5
 #   e2e          full-size random checkpoint + `wanrt generate` at 480p, 81 frames, 40 steps
 # Usage: tools/gpu-session.sh [--golden DIR] STAGE...   (stages run in the order given)
 set -uo pipefail
@@ -43,9 +43,9 @@ for s in "$@"; do
       timeout 200 python3 bench/pytorch_dit.py --size all --blocks 8 --warmup 1 --repeats 2 > "$out/pytorch_dit.log" 2>&1; tail -25 "$out/pytorch_dit.log" ;;
     vae-t5)
       stage vae-t5
-      timeout 200 ./build-gpu/bench_vae --conv-dtype bf16 > "$out/bench_vae_bf16.log" 2>&1; tail -20 "$out/bench_vae_bf16.log"
-      timeout 200 ./build-gpu/bench_vae --conv-dtype fp32 > "$out/bench_vae_fp32.log" 2>&1; tail -20 "$out/bench_vae_fp32.log"
-      timeout 120 ./build-gpu/bench_t5 --tokens 512 --warmup 1 --repeats 5 > "$out/bench_t5.log" 2>&1; tail -15 "$out/bench_t5.log" ;;
+      timeout 180 ./build-gpu/bench_vae --conv-dtype bf16 > "$out/bench_vae_bf16.log" 2>&1; tail -20 "$out/bench_vae_bf16.log"
+      timeout 180 ./build-gpu/bench_vae --conv-dtype fp32 --tf32 > "$out/bench_vae_tf32.log" 2>&1; tail -20 "$out/bench_vae_tf32.log"
+      timeout 60 ./build-gpu/bench_t5 --tokens 512 --warmup 1 --repeats 5 > "$out/bench_t5.log" 2>&1; tail -15 "$out/bench_t5.log" ;;
     e2e)
       stage e2e
       bash bench/bench_e2e.sh --wanrt build-gpu/wanrt --work /tmp/wanrt-e2e > "$out/e2e.log" 2>&1; tail -40 "$out/e2e.log" ;;

@@ -92,7 +92,7 @@ struct GenerateOptions {
   std::string tf32;          // str2bool text; "" when not given or given without a value
   std::string compile;       // likewise
   std::string compile_mode;  // accepted, any value
-  std::string vae_dtype = "bf16";
+  std::string vae_dtype = "fp32";
   CLI::Option* tf32_option = nullptr;
   CLI::Option* compile_option = nullptr;
   CLI::Option* compile_mode_option = nullptr;
@@ -402,6 +402,8 @@ int run_generate(GenerateOptions options) {
     CudaOptions cuda_options;
     cuda_options.device = 0;
     cuda_options.tf32 = tf32;
+    // TF32 convolutions are PyTorch's default (cudnn.allow_tf32); --tf32 given sets both.
+    if (options.tf32_option->count() > 0) cuda_options.tf32_convolutions = tf32;
     cuda_options.conv_dtype = options.vae_dtype == "fp32" ? DType::F32 : DType::BF16;
     const cuda::DeviceInfo gpu = cuda::device_info(cuda_options.device);
     std::cout << "  backend     cuda on GPU " << gpu.index << ": " << gpu.name << ", "
@@ -409,12 +411,16 @@ int run_generate(GenerateOptions options) {
               << backend.why << ")\n"
               << "  precision   bf16 GEMMs and attention, float32 residual stream; float32 GEMMs "
               << (tf32 ? "with TF32 (--tf32)" : "in true float32") << "; VAE in "
-              << options.vae_dtype << "\n";
+              << options.vae_dtype
+              << (options.vae_dtype == "fp32"
+                      ? (cuda_options.tf32_convolutions ? " (TF32 convolutions)" : " (true float32)")
+                      : "")
+              << "\n";
     if (compile)
       std::cout << "Note: --compile"
                 << (options.compile_mode.empty() ? "" : " --compile_mode " + options.compile_mode)
-                << ": wanrt's CUDA backend always runs its fastest path (fused kernels, CUDA "
-                   "graph replay); the flag is accepted for compatibility.\n";
+                << ": wanrt's CUDA backend always runs its fastest path (fused kernels, cached "
+                   "GEMM algorithms); the flag is accepted for compatibility.\n";
     if (options.convert_model_dtype)
       std::cout << "Note: --convert_model_dtype changes nothing: the CUDA backend always keeps "
                    "matrix weights in bf16.\n";
@@ -643,17 +649,18 @@ Subcommand add_generate_command(CLI::App& app) {
   options->tf32_option =
       command
           ->add_option("--tf32", options->tf32,
-                       "TF32 tensor cores for the float32 GEMMs and convolutions on "
-                       "CUDA (the time MLP and head, a float32 VAE); changes nothing on the CPU "
-                       "backend")
+                       "True/False: TF32 tensor cores for float32 GEMMs and convolutions on CUDA. "
+                       "Not given: PyTorch's defaults (GEMMs true float32, the float32 VAE's "
+                       "convolutions TF32). The time MLP and head always stay true float32 as in "
+                       "the reference; changes nothing on the CPU backend")
           ->expected(0, 1)
           ->type_name("[True|False]");
   options->compile_option =
       command
           ->add_option("--compile", options->compile,
                        "accepted for compatibility with the seed's command line: "
-                       "wanrt always runs its fastest path (on CUDA: fused kernels and a "
-                       "captured CUDA graph replayed every step), so it selects nothing more")
+                       "wanrt always runs its fastest path (on CUDA: fused kernels, cached GEMM "
+                       "algorithms, a stream-ordered memory pool), so it selects nothing more")
           ->expected(0, 1)
           ->type_name("[True|False]");
   options->compile_mode_option = command->add_option(
@@ -662,8 +669,9 @@ Subcommand add_generate_command(CLI::App& app) {
   options->vae_dtype_option =
       command
           ->add_option("--vae_dtype", options->vae_dtype,
-                       "bf16 or fp32: the precision the VAE's 3-D convolutions compute in on CUDA; "
-                       "changes nothing on the CPU backend")
+                       "fp32 or bf16: the precision the VAE's 3-D convolutions compute in on CUDA "
+                       "(fp32: within 1e-2 of the reference; bf16: faster, about 2.5e-2 off on "
+                       "decode); changes nothing on the CPU backend")
           ->capture_default_str();
   // MagCache skips the DiT blocks of calls the cached residual predicts (spec section 5), with
   // the flags and defaults of MagCache4Wan2.2/magcache_generate.py.

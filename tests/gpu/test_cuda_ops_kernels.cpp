@@ -327,7 +327,7 @@ TEST_F(CudaKernelsTest, Conv3dMatchesCpuInEveryComputeDtypeAndLayout) {
                           Mode{DType::F32, true, 3e-3}}) {
     CudaOptions options;
     options.conv_dtype = mode.conv_dtype;
-    options.tf32 = mode.tf32;
+    options.tf32_convolutions = mode.tf32;
     std::unique_ptr<Ops> ops = make_cuda_ops(options);
     for (const bool channels_last : {false, true}) {
       const ConvLayoutScope layout(channels_last);

@@ -10,7 +10,7 @@
 //   Measured on an H100 (bench_kernels, BF16, NDHWC): 497 TFLOP/s for 384 channels at 90×160,
 //   456 for 192 at 360×640, 194 for 96 at 720×1280 (9.5 ms); TF32 about 100–200.
 // It computes in CudaOptions::conv_dtype: x and the weight (BF16 from upload_weight, or F32)
-// are converted to it; with F32, TF32 tensor cores are allowed only with CudaOptions::tf32.
+// are converted to it; with F32, TF32 tensor cores only with CudaOptions::tf32_convolutions.
 // cuDNN pads symmetrically, so each axis's padding splits into the symmetric part, min(before,
 // after), which cuDNN applies for free, and the excess (the causal time padding, the
 // downsampler's bottom/right row), which a copy kernel materialises into a padded buffer. That
@@ -433,7 +433,7 @@ std::optional<Tensor> conv3d_in_layout(CudaOps& ops, ConvLayout layout, const Co
   sizes.insert(sizes.end(), std::begin(w_dims), std::end(w_dims));
   sizes.insert(sizes.end(), std::begin(pads), std::end(pads));
   sizes.insert(sizes.end(), std::begin(strides), std::end(strides));
-  const ConvKey key{device, static_cast<int>(dtype), ops.options().tf32, static_cast<int>(layout), std::move(sizes)};
+  const ConvKey key{device, static_cast<int>(dtype), ops.options().tf32_convolutions, static_cast<int>(layout), std::move(sizes)};
   std::optional<ConvPlan> plan;
   bool known = false;
   {
@@ -499,9 +499,9 @@ std::optional<Tensor> conv3d_in_layout(CudaOps& ops, ConvLayout layout, const Co
   for (int i = 0; i < 5; ++i) WANRT_ASSERT(cudnn_y_dims[i] == y_dims[i]);
 
   // Math: BF16 on tensor cores; F32 on FMA units unless TF32 was asked for.
-  const bool allow_tensor_math = dtype == DType::BF16 || ops.options().tf32;
+  const bool allow_tensor_math = dtype == DType::BF16 || ops.options().tf32_convolutions;
   const cudnnMathType_t requested_math =
-      dtype == DType::BF16 ? CUDNN_TENSOR_OP_MATH : (ops.options().tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH);
+      dtype == DType::BF16 ? CUDNN_TENSOR_OP_MATH : (ops.options().tf32_convolutions ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH);
   WANRT_CHECK_CUDNN(cudnnSetConvolutionMathType(conv_desc.get(), requested_math));
 
   Tensor y = channels_last ? ops.empty(dtype, {g.t_out, g.h_out, g.w_out, g.cout})
@@ -576,7 +576,7 @@ Tensor CudaOps::conv3d(const Tensor& x, const Tensor& weight, const Tensor* bias
   for (const ConvLayout layout : {first, second})
     if (std::optional<Tensor> y = conv3d_in_layout(*this, layout, geometry, x, weight, b)) return *std::move(y);
   fail("conv3d: cuDNN has no algorithm for ", x.describe(), " * ", weight.describe(), " in ",
-       dtype_name(dtype), (options_.tf32 ? " (TF32)" : ""), " in either layout");
+       dtype_name(dtype), (options_.tf32_convolutions ? " (TF32)" : ""), " in either layout");
 #endif
 }
 
