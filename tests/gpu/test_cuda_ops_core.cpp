@@ -221,14 +221,17 @@ TEST_F(CudaCore, ZerosAreZero) {
 
 // ---------------------------------------------------------------- upload_weight
 
-TEST_F(CudaCore, UploadWeightMatricesBecomeBf16AndVectorsStayF32) {
+// Matrices feed bf16 GEMMs; conv kernels (3-D+) take CudaOptions::conv_dtype (F32 by default).
+TEST_F(CudaCore, UploadWeightMatricesBecomeBf16ConvKernelsConvDtypeVectorsF32) {
   const LoadStats before = gpu_->load_stats();
   uint64_t host_bytes = 0, device_bytes = 0;
   for (const Shape& shape : {Shape{37, 129}, Shape{5, 3, 1, 2, 2}, Shape{1, 1}, Shape{513}, Shape{1}}) {
     for (DType dtype : {DType::F32, DType::F16, DType::BF16}) {
       SCOPED_TRACE(std::string(dtype_name(dtype)) + shape_str(shape));
       const Tensor host = random_normal(shape, rng_, 3.0f).to(dtype);
-      const DType expected_dtype = shape.size() >= 2 ? DType::BF16 : DType::F32;
+      const DType expected_dtype = shape.size() >= 3   ? CudaOptions{}.conv_dtype
+                                   : shape.size() == 2 ? DType::BF16
+                                                       : DType::F32;
       poison_pool(static_cast<size_t>(host.numel()) * dtype_size(expected_dtype));
       const Tensor w = gpu_->upload_weight(host);
       EXPECT_EQ(w.dtype(), expected_dtype);

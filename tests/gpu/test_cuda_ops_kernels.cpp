@@ -345,7 +345,7 @@ TEST_F(CudaKernelsTest, Conv3dMatchesCpuInEveryComputeDtypeAndLayout) {
             const Tensor w_ref = rounded(rounded(w, bf16_weight ? DType::BF16 : DType::F32), mode.conv_dtype);
             const Tensor expected = cpu_->conv3d(x_ref, w_ref, c.bias ? &bias : nullptr, c.options);
             const Tensor x_gpu = to_gpu(*ops, x, x_dtype);
-            const Tensor w_gpu = bf16_weight ? ops->upload_weight(w) : ops->upload(w);
+            const Tensor w_gpu = to_gpu(*ops, w, bf16_weight ? DType::BF16 : DType::F32);
             ASSERT_EQ(w_gpu.dtype(), bf16_weight ? DType::BF16 : DType::F32);
             const Tensor bias_gpu = ops->upload(bias);
             poison(*ops, bytes_of(expected.shape(), mode.conv_dtype));
