@@ -1,35 +1,8 @@
 # End-to-end test of the wanrt program: write a demo checkpoint, inspect it, and check that a
 # missing folder is refused with a message naming it. Run by CTest as
 #   cmake -DWANRT=<wanrt binary> -DWORK=<scratch folder> -P tests/cli_demo.cmake
-if(NOT WANRT OR NOT WORK)
-  message(FATAL_ERROR "usage: cmake -DWANRT=<wanrt> -DWORK=<dir> -P cli_demo.cmake")
-endif()
+include("${CMAKE_CURRENT_LIST_DIR}/cli_support.cmake")
 set(demo "${WORK}/demo")
-file(REMOVE_RECURSE "${WORK}")
-file(MAKE_DIRECTORY "${WORK}")
-
-function(run_wanrt expected_status)
-  execute_process(COMMAND "${WANRT}" ${ARGN}
-                  RESULT_VARIABLE status OUTPUT_VARIABLE out ERROR_VARIABLE err)
-  if(NOT status EQUAL expected_status)
-    message(FATAL_ERROR "wanrt ${ARGN}: exit status ${status}, expected ${expected_status}\n"
-                        "stdout:\n${out}\nstderr:\n${err}")
-  endif()
-  set(out "${out}" PARENT_SCOPE)
-  set(err "${err}" PARENT_SCOPE)
-endfunction()
-
-# A path as a regular expression matching itself (build folders may hold '+' or '.').
-function(regex_escape out text)
-  string(REGEX REPLACE "([][+.*()^$?|\\])" "\\\\\\1" escaped "${text}")
-  set(${out} "${escaped}" PARENT_SCOPE)
-endfunction()
-
-function(expect_match text regex what)
-  if(NOT text MATCHES "${regex}")
-    message(FATAL_ERROR "${what}: no match for '${regex}' in:\n${text}")
-  endif()
-endfunction()
 
 # --help and --version succeed and say what they should.
 run_wanrt(0 --help)

@@ -2,34 +2,9 @@
 # and write its files, then every kind of bad input, each of which must fail with status 1 and
 # a message naming the flag or file at fault. Run by CTest as
 #   cmake -DWANRT=<wanrt binary> -DWORK=<scratch folder> -P tests/generate_cli.cmake
-if(NOT WANRT OR NOT WORK)
-  message(FATAL_ERROR "usage: cmake -DWANRT=<wanrt> -DWORK=<dir> -P generate_cli.cmake")
-endif()
+include("${CMAKE_CURRENT_LIST_DIR}/cli_support.cmake")
 set(demo "${WORK}/demo")
-file(REMOVE_RECURSE "${WORK}")
-file(MAKE_DIRECTORY "${WORK}" "${WORK}/out")
-
-function(run_wanrt expected_status)
-  execute_process(COMMAND "${WANRT}" ${ARGN} WORKING_DIRECTORY "${WORK}"
-                  RESULT_VARIABLE status OUTPUT_VARIABLE out ERROR_VARIABLE err)
-  if(NOT status EQUAL expected_status)
-    message(FATAL_ERROR "wanrt ${ARGN}: exit status ${status}, expected ${expected_status}\n"
-                        "stdout:\n${out}\nstderr:\n${err}")
-  endif()
-  set(out "${out}" PARENT_SCOPE)
-  set(err "${err}" PARENT_SCOPE)
-endfunction()
-
-function(regex_escape out text)
-  string(REGEX REPLACE "([][+.*()^$?|\\])" "\\\\\\1" escaped "${text}")
-  set(${out} "${escaped}" PARENT_SCOPE)
-endfunction()
-
-function(expect_match text regex what)
-  if(NOT text MATCHES "${regex}")
-    message(FATAL_ERROR "${what}: no match for '${regex}' in:\n${text}")
-  endif()
-endfunction()
+file(MAKE_DIRECTORY "${WORK}/out")
 
 # ---- the demo checkpoint and its example image ----
 run_wanrt(0 make-demo-checkpoint "${demo}")

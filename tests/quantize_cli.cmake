@@ -3,29 +3,8 @@
 # `generate --quantize` runs with load-time quantization; every bad input fails with status 1
 # and a message naming the flag at fault. Run by CTest as
 #   cmake -DWANRT=<wanrt binary> -DWORK=<scratch folder> -P tests/quantize_cli.cmake
-if(NOT WANRT OR NOT WORK)
-  message(FATAL_ERROR "usage: cmake -DWANRT=<wanrt> -DWORK=<dir> -P quantize_cli.cmake")
-endif()
+include("${CMAKE_CURRENT_LIST_DIR}/cli_support.cmake")
 set(demo "${WORK}/demo")
-file(REMOVE_RECURSE "${WORK}")
-file(MAKE_DIRECTORY "${WORK}")
-
-function(run_wanrt expected_status)
-  execute_process(COMMAND "${WANRT}" ${ARGN} WORKING_DIRECTORY "${WORK}"
-                  RESULT_VARIABLE status OUTPUT_VARIABLE out ERROR_VARIABLE err)
-  if(NOT status EQUAL expected_status)
-    message(FATAL_ERROR "wanrt ${ARGN}: exit status ${status}, expected ${expected_status}\n"
-                        "stdout:\n${out}\nstderr:\n${err}")
-  endif()
-  set(out "${out}" PARENT_SCOPE)
-  set(err "${err}" PARENT_SCOPE)
-endfunction()
-
-function(expect_match text regex what)
-  if(NOT text MATCHES "${regex}")
-    message(FATAL_ERROR "${what}: no match for '${regex}' in:\n${text}")
-  endif()
-endfunction()
 
 run_wanrt(0 make-demo-checkpoint "${demo}")
 set(image "${demo}/example.png")
