@@ -1,6 +1,8 @@
 // bench_attention: TFLOP/s of CudaOps::attention at the Wan2.2-A14B shapes, bf16 q/k/v in the
-// engine's [L, H, d] layout, no mask, under every compiled flash tiling of the head dim (the
-// first is the one Ops::attention uses) and through Ops::attention itself:
+// engine's [L, H, d] layout, no mask, under every compiled tiling of the Hopper kernel (on an
+// sm_90 GPU, head_dim 128; its first is the one Ops::attention uses there) and of the portable
+// flash kernel (its first is the one Ops::attention uses elsewhere), and through
+// Ops::attention itself:
 //   720p-self        40 heads × 75,600 queries × 75,600 keys × 128 (one GPU)
 //   720p-ulysses8     5 heads × 75,600 × 75,600 × 128 (per GPU with 8-way sequence parallelism)
 //   480p-self        40 heads × 32,760 × 32,760 × 128
@@ -19,7 +21,9 @@
 // Inputs are random normal values (a 4M-element random block repeated; values do not change
 // the work).
 //
-//   bench_attention [--shape NAME] [--seconds S] [--rounds N]
+//   bench_attention [--shape NAME] [--seconds S] [--rounds N] [--only LIST]
+// --only: a comma-separated list of candidates to measure, each an exact candidate name
+// ("sm90 c2 n128 ov pp") or a group: sm90, portable, op (Ops::attention); default all.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -129,7 +133,7 @@ int64_t non_finite_prefix(const Tensor& out_bf16) {
 }
 
 int run(int argc, char** argv) {
-  std::string only;
+  std::string only, candidates_wanted;
   double seconds = 0.5;
   int rounds = 2;
   for (int i = 1; i < argc; ++i) {
@@ -140,8 +144,10 @@ int run(int argc, char** argv) {
       seconds = std::stod(argv[++i]);
     } else if (arg == "--rounds" && i + 1 < argc) {
       rounds = std::max(1, std::stoi(argv[++i]));
+    } else if (arg == "--only" && i + 1 < argc) {
+      candidates_wanted = "," + std::string(argv[++i]) + ",";
     } else {
-      std::fprintf(stderr, "usage: bench_attention [--shape NAME] [--seconds S] [--rounds N]\n");
+      std::fprintf(stderr, "usage: bench_attention [--shape NAME] [--seconds S] [--rounds N] [--only LIST]\n");
       return 2;
     }
   }
@@ -151,6 +157,7 @@ int run(int argc, char** argv) {
               info.name.c_str(), info.compute_major, info.compute_minor, info.multiprocessors, rounds);
   auto ops_owner = make_cuda_ops();
   auto& ops = dynamic_cast<CudaOps&>(*ops_owner);
+  const bool sm90_available = sm90_attention_available(ops.device());
   std::mt19937_64 rng(0);
 
   struct Row {
@@ -168,18 +175,40 @@ int run(int argc, char** argv) {
     if (s.bias) bias = ops.as_dtype(random_bf16(ops, {s.heads, s.q_len, s.kv_len}, rng), DType::F32);
     AttentionOptions options{.scale = 1.0f / std::sqrt(static_cast<float>(s.head_dim))};
     if (s.bias) options.bias = &bias;
-    const std::vector<FlashTiling> tilings =
-        s.bias ? std::vector<FlashTiling>{} : flash_attention_tilings(s.head_dim);
+    // Candidates: the Hopper tilings (where they apply), the portable ones, Ops::attention.
+    auto wanted = [&](const std::string& name, const char* group) {
+      return candidates_wanted.empty() || candidates_wanted.find("," + name + ",") != std::string::npos ||
+             candidates_wanted.find(std::string(",") + group + ",") != std::string::npos;
+    };
+    const bool hopper = sm90_available && sm90_attention_applies(q, k, v, options);
+    std::vector<Sm90Tiling> sm90_tilings;
+    if (hopper)
+      for (const Sm90Tiling& t : sm90_attention_tilings())
+        if (wanted(t.name(), "sm90")) sm90_tilings.push_back(t);
+    std::vector<FlashTiling> tilings;
+    if (!s.bias)
+      for (const FlashTiling& t : flash_attention_tilings(s.head_dim))
+        if (wanted(t.name(), "portable")) tilings.push_back(t);
     std::vector<std::string> names;
+    for (const Sm90Tiling& t : sm90_tilings) names.push_back(t.name());
     for (const FlashTiling& t : tilings) names.push_back(t.name());
-    names.push_back(kOp);
+    if (wanted(kOp, "op")) names.push_back(kOp);
+    // Which candidate Ops::attention takes (marked in the table).
+    const std::string used = hopper ? sm90_attention_tilings().front().name()
+                             : s.bias || flash_attention_tilings(s.head_dim).empty()
+                                 ? std::string()
+                                 : flash_attention_tilings(s.head_dim).front().name();
     std::vector<double> best(names.size(), INFINITY);
     for (int round = 0; round < rounds; ++round)
       for (size_t c = 0; c < names.size(); ++c) {
         Tensor out;
         const double per_call = time_per_call(ops, seconds, [&] {
-          out = c < tilings.size() ? flash_attention(ops, q, k, v, options, tilings[c])
-                                   : ops.attention(q, k, v, options);
+          if (c < sm90_tilings.size())
+            out = sm90_attention(ops, q, k, v, options, sm90_tilings[c]);
+          else if (c < sm90_tilings.size() + tilings.size())
+            out = flash_attention(ops, q, k, v, options, tilings[c - sm90_tilings.size()]);
+          else
+            out = ops.attention(q, k, v, options);
         });
         const int64_t bad = non_finite_prefix(out);
         WANRT_CHECK(bad == 0, s.name, " ", names[c], ": ", bad, " non-finite outputs");
@@ -188,29 +217,38 @@ int run(int argc, char** argv) {
     for (size_t c = 0; c < names.size(); ++c) {
       rows.push_back({s.name, names[c], best[c]});
       std::printf("%-14s %-28s %10.3f ms %8.1f TFLOP/s%s\n", s.name, names[c].c_str(),
-                  best[c] * 1e3, s.tflop() / best[c], c == 0 && !tilings.empty() ? "  (used by Ops::attention)" : "");
+                  best[c] * 1e3, s.tflop() / best[c],
+                  names[c] == used ? "  (used by Ops::attention)" : "");
     }
     std::printf("\n");
     std::fflush(stdout);
   }
 
-  std::printf("| shape | H x Lq x Lk x d | Ops::attention TFLOP/s | ms | best tiling | its TFLOP/s |\n");
-  std::printf("| --- | --- | --- | --- | --- | --- |\n");
+  std::printf("| shape | H x Lq x Lk x d | Ops::attention TFLOP/s | ms | best sm90 tiling | its TFLOP/s |"
+              " best portable tiling | its TFLOP/s |\n");
+  std::printf("| --- | --- | --- | --- | --- | --- | --- | --- |\n");
   for (const Shape4& s : kShapes) {
     const Row* op = nullptr;
-    const Row* fastest = nullptr;
+    const Row* fastest[2] = {nullptr, nullptr};  // sm90, portable
     for (const Row& r : rows) {
       if (r.shape != s.name) continue;
-      if (r.candidate == kOp) op = &r;
-      else if (!fastest || r.seconds < fastest->seconds) fastest = &r;
+      if (r.candidate == kOp) {
+        op = &r;
+        continue;
+      }
+      const Row*& best = fastest[r.candidate.rfind("sm90", 0) == 0 ? 0 : 1];
+      if (!best || r.seconds < best->seconds) best = &r;
     }
-    if (!op) continue;
-    std::printf("| %s | %lld x %lld x %lld x %lld%s | %.1f | %.3f | %s | %s |\n", s.name,
+    if (!op && !fastest[0] && !fastest[1]) continue;
+    auto cells = [&](const Row* r) {
+      return r ? str_cat(r->candidate, " | ", fmt_tflops(s.tflop() / r->seconds)) : std::string("- | -");
+    };
+    std::printf("| %s | %lld x %lld x %lld x %lld%s | %s | %s | %s | %s |\n", s.name,
                 static_cast<long long>(s.heads), static_cast<long long>(s.q_len),
                 static_cast<long long>(s.kv_len), static_cast<long long>(s.head_dim),
-                s.bias ? " + bias" : "", s.tflop() / op->seconds, op->seconds * 1e3,
-                fastest ? fastest->candidate.c_str() : "(generic kernel)",
-                fastest ? fmt_tflops(s.tflop() / fastest->seconds).c_str() : "-");
+                s.bias ? " + bias" : "", op ? fmt_tflops(s.tflop() / op->seconds).c_str() : "-",
+                op ? str_cat(op->seconds * 1e3).c_str() : "-", cells(fastest[0]).c_str(),
+                cells(fastest[1]).c_str());
   }
   return 0;
 }

@@ -1,12 +1,21 @@
-// CudaOps::attention against the float32 CPU reference on fresh random inputs: the flash
-// kernel (head_dim 64/128, every compiled tiling) and the generic kernel (other head dims,
-// bias, negative scale), sequence lengths off and on the tile sizes, cross-attention shapes,
-// kv_len masking with hostile values in the masked keys, F32 and BF16 inputs, poisoned
-// outputs. Tests whose name contains "Small" are the quick set (compute-sanitizer runs them).
+// CudaOps::attention against the float32 CPU reference on fresh random inputs: the Hopper
+// kernel (sm_90 GPUs, head_dim 128, every compiled tiling), the portable flash kernel
+// (head_dim 64/128, every compiled tiling) and the generic kernel (other head dims, bias,
+// negative scale), sequence lengths off and on the tile sizes, cross-attention shapes, kv_len
+// masking with hostile values in the masked keys, F32 and BF16 inputs, poisoned outputs.
+// Tests whose name contains "Small" are the quick set (compute-sanitizer runs them).
+// WANRT_TEST_SM90_TILING=i restricts the Hopper tests to tiling i of sm90_attention_tilings()
+// (so that each tiling can run in its own process, under its own time limit).
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "gpu_test_support.h"
@@ -14,6 +23,7 @@
 #ifdef WANRT_HAVE_CUDA
 #include "backends/cuda/cuda_attention.h"
 #include "backends/cuda/cuda_ops_impl.h"
+#include "backends/cuda/cuda_ops.h"
 #endif
 
 namespace wanrt {
@@ -66,10 +76,15 @@ class CudaAttentionTest : public ::testing::Test {
     (void)poison;
   }
 
-  // Runs one case through `run` (which calls the GPU op) and through the CPU reference;
-  // returns the relative error (NaN anywhere gives +inf).
-  template <typename Run>
-  double check(const Case& c, Run&& run) {
+  using Run = std::function<Tensor(const Tensor&, const Tensor&, const Tensor&, const AttentionOptions&)>;
+  struct NamedRun {
+    std::string name;
+    Run run;
+  };
+
+  // Runs one case through each of `runs` (each calls a GPU path) on the same inputs and
+  // compares with one CPU reference; returns the largest relative error (NaN gives +inf).
+  double check_all(const Case& c, const std::vector<NamedRun>& runs) {
     SCOPED_TRACE(str_cat(c.describe(), " (WANRT_TEST_SEED=", seed_, ")"));
     const float scale = c.scale != 0.0f ? c.scale : 1.0f / std::sqrt(static_cast<float>(c.d));
     Tensor q = as_input(testing::random_normal({c.lq, c.heads, c.d}, rng_), c.input);
@@ -93,20 +108,53 @@ class CudaAttentionTest : public ::testing::Test {
     }
     const Tensor expected = cpu_->attention(q, k, v, options);
     const Tensor qd = to_device(q, c.input), kd = to_device(k, c.input), vd = to_device(v, c.input);
-    poison_pool(q.shape());
-    const Tensor out = run(qd, kd, vd, device_options);
-    EXPECT_EQ(out.dtype(), DType::BF16);
-    EXPECT_EQ(shape_str(out.shape()), shape_str(q.shape()));
-    const Tensor actual = gpu_->download(out);
-    for (float x : actual.floats()) {
-      if (std::isnan(x) || std::isinf(x)) {
-        ADD_FAILURE() << "non-finite output";
-        return INFINITY;
-      }
+    double worst = 0.0;
+    for (const NamedRun& named : runs) {
+      SCOPED_TRACE(named.name);
+      poison_pool(q.shape());
+      const Tensor out = named.run(qd, kd, vd, device_options);
+      EXPECT_EQ(out.dtype(), DType::BF16);
+      EXPECT_EQ(shape_str(out.shape()), shape_str(q.shape()));
+      const Tensor actual = gpu_->download(out);
+      bool finite = true;
+      for (float x : actual.floats()) finite = finite && std::isfinite(x);
+      const double error = finite ? testing::relative_error(actual, expected) : INFINITY;
+      EXPECT_LT(error, kTolerance) << (finite ? "" : "non-finite output");
+      if (!(error < kTolerance)) describe_mismatch(actual, expected, c);
+      worst = std::max(worst, error);
     }
-    const double error = testing::relative_error(actual, expected);
-    EXPECT_LT(error, kTolerance);
-    return error;
+    return worst;
+  }
+
+  template <typename RunFn>
+  double check(const Case& c, RunFn&& run) {
+    return check_all(c, {{"", Run(std::forward<RunFn>(run))}});
+  }
+
+  // Where a failing output is wrong, in the terms of the kernels' tiles: bad elements counted
+  // by query row mod 64 in groups of 8 (the wgmma accumulator's row groups) and by column in
+  // groups of 8, and the first few bad elements.
+  static void describe_mismatch(const Tensor& actual, const Tensor& expected, const Case& c) {
+    const float* a = actual.data<float>();
+    const float* e = expected.data<float>();
+    int64_t bad = 0;
+    std::vector<int64_t> by_row(8, 0), by_column(static_cast<size_t>((c.d + 7) / 8), 0);
+    std::string first;
+    for (int64_t r = 0; r < c.lq; ++r)
+      for (int64_t h = 0; h < c.heads; ++h)
+        for (int64_t col = 0; col < c.d; ++col) {
+          const int64_t i = (r * c.heads + h) * c.d + col;
+          if (std::isfinite(a[i]) && std::fabs(a[i] - e[i]) <= 0.05f + 0.05f * std::fabs(e[i])) continue;
+          ++bad;
+          ++by_row[static_cast<size_t>((r % 64) / 8)];
+          ++by_column[static_cast<size_t>(col / 8)];
+          if (bad <= 6) first += str_cat(" [row ", r, " head ", h, " col ", col, ": ", a[i], " vs ", e[i], "]");
+        }
+    std::string rows, columns;
+    for (int64_t n : by_row) rows += str_cat(" ", n);
+    for (int64_t n : by_column) columns += str_cat(" ", n);
+    ADD_FAILURE() << bad << " of " << actual.numel() << " elements off; by row%64/8:" << rows
+                  << "; by col/8:" << columns << ";" << first;
   }
 
   double check(const Case& c, Path path = Path::Default) {
@@ -265,6 +313,216 @@ TEST_F(CudaAttentionTest, SmallBadArgumentsAreClearErrors) {
   expect_error([&] { gpu_->attention(host, k, v, {}); }, "attention q");
   FlashTiling wrong = flash_attention_tilings(128).front();
   expect_error([&] { flash_attention(cuda(), q, k, v, {}, wrong); }, "no flash attention tiling");
+}
+
+// ---- the Hopper kernel ----
+
+// Skips where the GPU is not sm_90; runs each case through every Hopper tiling (or the one
+// WANRT_TEST_SM90_TILING names) and through Ops::attention, on the same inputs.
+class CudaAttentionSm90Test : public CudaAttentionTest {
+ protected:
+  void SetUp() override {
+    CudaAttentionTest::SetUp();
+    if (IsSkipped()) return;
+    if (!sm90_attention_available(cuda().device())) GTEST_SKIP() << "SKIPPED: the GPU is not sm_90";
+    tilings_ = sm90_attention_tilings();
+    if (const char* only = std::getenv("WANRT_TEST_SM90_TILING")) {
+      const size_t index = std::stoul(only);
+      ASSERT_LT(index, tilings_.size()) << "WANRT_TEST_SM90_TILING out of range";
+      tilings_ = {tilings_[index]};
+    }
+  }
+
+  std::vector<NamedRun> sm90_runs(bool with_op = true) {
+    std::vector<NamedRun> runs;
+    for (const Sm90Tiling& tiling : tilings_)
+      runs.push_back({tiling.name(), [this, tiling](const Tensor& q, const Tensor& k, const Tensor& v,
+                                                   const AttentionOptions& o) {
+                        return sm90_attention(cuda(), q, k, v, o, tiling);
+                      }});
+    if (with_op)
+      runs.push_back({"Ops::attention", [this](const Tensor& q, const Tensor& k, const Tensor& v,
+                                               const AttentionOptions& o) { return gpu_->attention(q, k, v, o); }});
+    return runs;
+  }
+  double check_sm90(const Case& c) { return check_all(c, sm90_runs()); }
+
+  std::vector<Sm90Tiling> tilings_;
+};
+
+// Inputs that isolate the two GEMMs, so that a failure says which operand layout is wrong:
+// q = 0 makes every softmax row uniform, so O is the mean of V over the keys (only the P·V
+// path, V's descriptor, matters); V = the one-hot rows e_key makes O[r][c] = P[r][key c] for
+// the first 128 keys (the Q·Kᵀ path and the softmax, with P·V reduced to a copy).
+TEST_F(CudaAttentionSm90Test, SmallDiagnosticsEachGemmAlone) {
+  for (const int64_t lk : {int64_t{64}, int64_t{128}, int64_t{177}}) {
+    const int64_t lq = 130, heads = 2, d = 128;
+    SCOPED_TRACE(str_cat("Lk ", lk, " (WANRT_TEST_SEED=", seed_, ")"));
+    const Tensor zeros = Tensor::zeros(DType::F32, {lq, heads, d});
+    const Tensor k = as_input(testing::random_normal({lk, heads, d}, rng_), DType::BF16);
+    const Tensor v = as_input(testing::random_normal({lk, heads, d}, rng_), DType::BF16);
+    Tensor one_hot = Tensor::zeros(DType::F32, {lk, heads, d});
+    for (int64_t j = 0; j < std::min(lk, d); ++j)
+      for (int64_t h = 0; h < heads; ++h) one_hot.data<float>()[(j * heads + h) * d + j] = 1.0f;
+    const Tensor q = as_input(testing::random_normal({lq, heads, d}, rng_, 0.3f), DType::BF16);
+    const AttentionOptions options{.scale = 1.0f / std::sqrt(128.0f)};
+    const Case c{lq, lk, heads, d};
+    for (const auto& [what, qh, vh] : {std::tuple{"q = 0 (P·V alone)", zeros, v},
+                                       std::tuple{"v one-hot (Q·Kᵀ alone)", q, one_hot}}) {
+      SCOPED_TRACE(what);
+      const Tensor expected = cpu_->attention(qh, k, vh, options);
+      for (const NamedRun& named : sm90_runs(false)) {
+        SCOPED_TRACE(named.name);
+        const Tensor out = gpu_->download(named.run(to_device(qh, DType::BF16), to_device(k, DType::BF16),
+                                                    to_device(vh, DType::BF16), options));
+        const double error = testing::relative_error(out, expected);
+        std::printf("  %-22s %-24s Lk %3lld: relative error %.2e\n", named.name.c_str(), what,
+                    static_cast<long long>(lk), error);
+        EXPECT_LT(error, kTolerance);
+        if (!(error < kTolerance)) describe_mismatch(out, expected, c);
+      }
+    }
+  }
+}
+
+// Every length pair around the tile sizes (64-row query tiles per consumer, 128- and 176-key
+// tiles), 1–3 heads.
+TEST_F(CudaAttentionSm90Test, SmallLengthPairs) {
+  const std::vector<int64_t> lengths = {1, 7, 63, 64, 65, 127, 128, 129, 176, 177, 353};
+  int n = 0;
+  for (int64_t lq : lengths)
+    for (int64_t lk : lengths) check_sm90({lq, lk, 1 + (n++ % 3), 128});
+}
+
+// kv_len at, before and after the tile edges; the masked keys hold ±3e4.
+TEST_F(CudaAttentionSm90Test, SmallKeyLengthMask) {
+  for (const auto& [lk, kv_len] : std::vector<std::pair<int64_t, int64_t>>{
+           {300, 1}, {300, 127}, {300, 128}, {300, 129}, {400, 175}, {400, 176}, {400, 177},
+           {400, 352}, {400, 353}, {1000, 999}, {129, 65}})
+    check_sm90({97, lk, 3, 128, kv_len});
+  check_sm90({200, 600, 2, 128, 450});
+}
+
+TEST_F(CudaAttentionSm90Test, SmallMaskedKeysMayHoldNanAndInf) {
+  const int64_t lq = 70, lk = 400, heads = 2, d = 128, kv_len = 200;
+  SCOPED_TRACE(str_cat("(WANRT_TEST_SEED=", seed_, ")"));
+  Tensor q = testing::random_normal({lq, heads, d}, rng_);
+  Tensor k = testing::random_normal({lk, heads, d}, rng_);
+  Tensor v = testing::random_normal({lk, heads, d}, rng_);
+  for (int64_t i = kv_len * heads * d; i < lk * heads * d; ++i) {
+    k.data<float>()[i] = i % 2 ? std::numeric_limits<float>::quiet_NaN() : INFINITY;
+    v.data<float>()[i] = i % 3 ? std::numeric_limits<float>::quiet_NaN() : -INFINITY;
+  }
+  const AttentionOptions options{.scale = 0.125f, .kv_len = kv_len};
+  const Tensor expected = cpu_->attention(q, k, v, options);
+  for (const NamedRun& named : sm90_runs()) {
+    SCOPED_TRACE(named.name);
+    const Tensor actual = gpu_->download(named.run(to_device(q, DType::BF16), to_device(k, DType::BF16),
+                                                   to_device(v, DType::BF16), options));
+    EXPECT_LT(testing::relative_error(actual, expected), kTolerance);
+  }
+}
+
+TEST_F(CudaAttentionSm90Test, SmallManyHeads) {
+  for (int64_t heads : {5, 17, 40}) check_sm90({300, 257, heads, 128});
+  check_sm90({129, 65, 40, 128, 60});
+}
+
+TEST_F(CudaAttentionSm90Test, CrossAttentionTo512Keys) {
+  check_sm90({1500, 512, 12, 128});
+  check_sm90({777, 512, 40, 128});
+}
+
+// More query tiles than SMs: every CTA of the persistent grid runs several tiles, so the K/V
+// ring, the Q hand-over and the consumers' turns carry across tiles.
+TEST_F(CudaAttentionSm90Test, PersistentTilesCarryAcrossTiles) {
+  check_sm90({2000, 700, 40, 128, 650});
+  check_sm90({1100, 177, 33, 128});
+}
+
+// Sharp, flat and degenerate softmax rows (scale 0: every row is the plain mean of V).
+TEST_F(CudaAttentionSm90Test, SmallScales) {
+  for (float scale : {0.5f, 1e-3f, 1e-30f}) check_sm90({65, 300, 2, 128, 290, false, DType::BF16, scale});
+  const Tensor q = gpu_->upload(testing::random_normal({65, 2, 128}, rng_));
+  const Tensor kv = gpu_->upload(testing::random_normal({300, 2, 128}, rng_));
+  const AttentionOptions zero{.scale = 0.0f, .kv_len = 150};
+  const Tensor expected = cpu_->attention(gpu_->download(q), gpu_->download(kv), gpu_->download(kv), zero);
+  for (const NamedRun& named : sm90_runs()) {
+    SCOPED_TRACE(named.name + " scale 0");
+    EXPECT_LT(testing::relative_error(gpu_->download(named.run(q, kv, kv, zero)), expected), kTolerance);
+  }
+}
+
+TEST_F(CudaAttentionSm90Test, SmallFloat32Inputs) {
+  check_sm90({65, 129, 2, 128, -1, false, DType::F32});
+  check_sm90({257, 300, 3, 128, 200, false, DType::F32});
+}
+
+// At a size the CPU reference cannot afford: every tiling against the portable kernel (both
+// are a few 1e-3 from the exact result, so they agree to well within 1e-2).
+TEST_F(CudaAttentionSm90Test, LargeMatchesPortableKernel) {
+  for (const Case& c : {Case{8192, 8192, 16, 128}, Case{5000, 7000, 8, 128, 6999}}) {
+    SCOPED_TRACE(str_cat(c.describe(), " (WANRT_TEST_SEED=", seed_, ")"));
+    const Tensor q = cuda().as_dtype(gpu_->upload(testing::random_normal({c.lq, c.heads, c.d}, rng_)), DType::BF16);
+    const Tensor k = cuda().as_dtype(gpu_->upload(testing::random_normal({c.lk, c.heads, c.d}, rng_)), DType::BF16);
+    const Tensor v = cuda().as_dtype(gpu_->upload(testing::random_normal({c.lk, c.heads, c.d}, rng_)), DType::BF16);
+    const AttentionOptions options{.scale = 1.0f / std::sqrt(128.0f), .kv_len = c.kv_len};
+    const Tensor reference =
+        gpu_->download(flash_attention(cuda(), q, k, v, options, flash_attention_tilings(128).front()));
+    for (const NamedRun& named : sm90_runs()) {
+      SCOPED_TRACE(named.name);
+      const double error = testing::relative_error(gpu_->download(named.run(q, k, v, options)), reference);
+      std::printf("  %-22s vs portable: relative difference %.2e\n", named.name.c_str(), error);
+      EXPECT_LT(error, kTolerance);
+    }
+  }
+}
+
+// The dispatch: Auto takes the Hopper kernel's first tiling on sm_90, Portable the flash
+// kernel's first tiling (bit for bit the same outputs as calling them directly).
+TEST_F(CudaAttentionSm90Test, SmallDispatchFollowsCudaOptions) {
+  const Tensor q = cuda().as_dtype(gpu_->upload(testing::random_normal({300, 4, 128}, rng_)), DType::BF16);
+  const Tensor k = cuda().as_dtype(gpu_->upload(testing::random_normal({200, 4, 128}, rng_)), DType::BF16);
+  const AttentionOptions options{.scale = 0.1f};
+  const Tensor hopper = gpu_->download(sm90_attention(cuda(), q, k, k, options, sm90_attention_tilings().front()));
+  const Tensor portable =
+      gpu_->download(flash_attention(cuda(), q, k, k, options, flash_attention_tilings(128).front()));
+  for (const auto& [choice, expected, name] :
+       {std::tuple{AttentionKernel::Sm90, hopper, "sm90"}, std::tuple{AttentionKernel::Portable, portable, "portable"}}) {
+    SCOPED_TRACE(name);
+    CudaOptions cuda_options;
+    cuda_options.attention = choice;
+    const auto ops = make_cuda_ops(cuda_options);
+    const Tensor qh = gpu_->download(q), kh = gpu_->download(k);
+    const Tensor got = ops->download(ops->attention(ops->upload(qh), ops->upload(kh), ops->upload(kh), options));
+    EXPECT_EQ(testing::relative_error(got, expected), 0.0);
+  }
+  if (std::getenv("WANRT_ATTENTION") == nullptr) {
+    EXPECT_EQ(testing::relative_error(gpu_->download(gpu_->attention(q, k, k, options)), hopper), 0.0)
+        << "Auto must take the Hopper kernel";
+  }
+}
+
+TEST_F(CudaAttentionSm90Test, SmallBadArgumentsAreClearErrors) {
+  auto dev = [&](Shape shape) { return gpu_->upload(testing::random_normal(std::move(shape), rng_)); };
+  auto expect_error = [&](auto&& call, const std::string& fragment) {
+    try {
+      call();
+      ADD_FAILURE() << "no error; expected one mentioning '" << fragment << "'";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+    }
+  };
+  const Sm90Tiling tiling = sm90_attention_tilings().front();
+  const Tensor q64 = dev({8, 2, 64}), k64 = dev({9, 2, 64});
+  expect_error([&] { sm90_attention(cuda(), q64, k64, k64, {}, tiling); }, "head_dim 128");
+  const Tensor q = dev({8, 2, 128}), k = dev({9, 2, 128}), bias = dev({2, 8, 9});
+  expect_error([&] { sm90_attention(cuda(), q, k, k, {.bias = &bias}, tiling); }, "bias");
+  expect_error([&] { sm90_attention(cuda(), q, k, k, {.scale = -1.0f}, tiling); }, "scale");
+  expect_error([&] { sm90_attention(cuda(), q, k, k, {.kv_len = 10}, tiling); }, "kv_len");
+  Sm90Tiling wrong = tiling;
+  wrong.block_n = 96;
+  expect_error([&] { sm90_attention(cuda(), q, k, k, {}, wrong); }, "no sm90 attention tiling");
 }
 
 #else

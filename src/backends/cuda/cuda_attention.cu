@@ -1,6 +1,8 @@
 // CudaOps::attention: softmax(scale·q·kᵀ + bias, keys < kv_len) · v for q [Lq, H, d] and
 // k, v [Lk, H, d] in the engine's token-major layout (no transposes around the kernel), BF16
-// output, F32 online softmax. Two kernels:
+// output, F32 online softmax. On an sm_90 GPU, head_dim 128 without bias goes to the Hopper
+// kernel (TMA + wgmma, cuda_attention_sm90.cu) unless CudaOptions::attention or
+// WANRT_ATTENTION says portable. Otherwise two kernels:
 //
 // Flash kernel (head_dim 64 and 128, no bias, scale >= 0): bf16 tensor cores, FlashAttention-2's
 // schedule on mma.sync; cuda_flash_attention.cuh holds it, its design and its measurements.
@@ -18,6 +20,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <string>
 
 #include "backends/cuda/cuda_attention.h"
 #include "backends/cuda/cuda_check.h"
@@ -367,9 +373,43 @@ Tensor generic_attention(CudaOps& ops, const Tensor& q, const Tensor& k, const T
   return run_generic(ops, q, k, v, check_attention_args(q, k, v, options), options);
 }
 
+namespace {
+
+// CudaOptions::attention, with WANRT_ATTENTION=auto|portable|sm90 overriding Auto (read once).
+AttentionKernel attention_choice(AttentionKernel configured) {
+  static const AttentionKernel from_environment = [] {
+    const char* value = std::getenv("WANRT_ATTENTION");
+    const std::string text = value ? value : "";
+    if (text.empty() || text == "auto") return AttentionKernel::Auto;
+    if (text == "portable") return AttentionKernel::Portable;
+    if (text == "sm90") return AttentionKernel::Sm90;
+    fail("WANRT_ATTENTION must be auto, portable or sm90, got '", text, "'");
+  }();
+  return configured == AttentionKernel::Auto ? from_environment : configured;
+}
+
+// Whether this device runs the Hopper kernel, asked once per device.
+bool device_has_sm90(int device) {
+  static std::mutex mutex;
+  static std::map<int, bool> known;
+  const std::lock_guard<std::mutex> lock(mutex);
+  const auto found = known.find(device);
+  if (found != known.end()) return found->second;
+  return known[device] = sm90_attention_available(device);
+}
+
+}  // namespace
+
 Tensor CudaOps::attention(const Tensor& q, const Tensor& k, const Tensor& v,
                           const AttentionOptions& options) {
   const AttentionShape shape = check_attention_args(q, k, v, options);
+  const AttentionKernel choice = attention_choice(options_.attention);
+  if (choice != AttentionKernel::Portable && sm90_attention_applies(q, k, v, options)) {
+    const bool hopper = device_has_sm90(device_);
+    WANRT_CHECK(hopper || choice != AttentionKernel::Sm90,
+                "cuda backend: the sm90 attention kernel was asked for, but this GPU is not sm_90");
+    if (hopper) return sm90_attention(*this, q, k, v, options, sm90_attention_tilings().front());
+  }
   const std::vector<FlashVariant>& variants = flash_variants(shape.head_dim);
   // The flash kernel folds the scale into exp2 after taking the row max of the raw scores,
   // which needs scale >= 0; biased and other-head-dim attention takes the generic kernel.

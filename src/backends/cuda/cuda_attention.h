@@ -1,5 +1,6 @@
 // The attention kernels behind CudaOps::attention, exposed for tests and benchmarks: the
-// bf16 tensor-core flash kernel under each of its compiled tilings, and the generic kernel.
+// Hopper (sm_90a) kernel and the portable bf16 tensor-core flash kernel under each of their
+// compiled tilings, and the generic kernel.
 // Model code never calls these; it calls Ops::attention, which picks the path itself.
 #pragma once
 
@@ -33,6 +34,27 @@ std::vector<FlashTiling> flash_attention_tilings(int64_t head_dim);
 // Throws where the inputs do not fit the tiling.
 Tensor flash_attention(CudaOps& ops, const Tensor& q, const Tensor& k, const Tensor& v,
                        const AttentionOptions& options, const FlashTiling& tiling);
+
+// One compiled configuration of the Hopper kernel (cuda_attention_sm90.cu says why each exists).
+struct Sm90Tiling {
+  int consumers = 0;       // consumer warpgroups, 64 query rows each
+  int block_n = 0;         // keys per K/V tile
+  bool overlap = false;    // S_j = Q·K_jᵀ overlapped with P_{j−1}·V_{j−1}
+  bool ping_pong = false;  // the two consumers take turns at the tensor cores
+  std::string name() const;  // "sm90 c2 n128 ov pp"
+  bool operator==(const Sm90Tiling&) const = default;
+};
+
+// The Hopper kernel's tilings, the one Ops::attention uses first.
+std::vector<Sm90Tiling> sm90_attention_tilings();
+// Whether `device` runs the Hopper kernel (compute capability 9.0; it is built for sm_90a only).
+bool sm90_attention_available(int device);
+// Whether the Hopper kernel takes these arguments: head_dim 128, no bias, scale >= 0, bf16
+// inputs 16-byte aligned (other float inputs are converted first).
+bool sm90_attention_applies(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionOptions& options);
+// Ops::attention through the Hopper kernel with `tiling`; throws where it does not apply.
+Tensor sm90_attention(CudaOps& ops, const Tensor& q, const Tensor& k, const Tensor& v,
+                      const AttentionOptions& options, const Sm90Tiling& tiling);
 
 // Ops::attention through the generic kernel (any head_dim up to 512, bias, F32 math).
 Tensor generic_attention(CudaOps& ops, const Tensor& q, const Tensor& k, const Tensor& v,

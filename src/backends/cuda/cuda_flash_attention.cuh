@@ -20,9 +20,9 @@
 // The O rescale by exp2(m_old − m_new) is skipped by a warp whose rows' maxima all stayed put
 // (the factor is then exactly 1): after the first few tiles that is nearly every tile, and
 // the rescale was a third of the softmax's arithmetic (+8% measured at 720p).
-// Why mma.sync and not wgmma: this is the portable kernel (sm_80 and up); the Hopper
-// wgmma/TMA kernel is separate work (cuDNN's reaches ~595 TFLOP/s here). With mma.sync the B
-// operand (K, then V) is re-read from shared memory by every warp, 16·8·2 bytes per m16n8k16
+// Why mma.sync and not wgmma: this is the portable kernel (sm_80 and up); on sm_90 the
+// Hopper wgmma/TMA kernel (cuda_attention_sm90.cuh) takes head_dim 128 instead. With
+// mma.sync the B operand (K, then V) is re-read from shared memory by every warp, 16·8·2 bytes per m16n8k16
 // for a 16-row warp; that read bounds a 16-row warp tile near 2048 FLOP/clock/SM, so the
 // default gives each warp 32 rows (two m16 tiles share every K/V fragment) and re-reads Q
 // from shared memory instead of holding it in registers (O 128 + S 64 F32 registers/thread).

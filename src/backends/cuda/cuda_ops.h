@@ -15,7 +15,8 @@
 //   conv3d and video ops   compute in CudaOptions::conv_dtype (see there)
 //   add_gated_             the residual stream is F32: x (BF16 or F32) becomes F32
 //   rope_                  q/k rotated in F32 from BF16, stored back BF16
-//   attention              BF16 q/k/v -> BF16 out, F32 online softmax (flash-attention)
+//   attention              BF16 q/k/v -> BF16 out, F32 online softmax (flash-attention; the
+//                          Hopper kernel on sm_90 for head_dim 128, see CudaOptions::attention)
 //   download               any float -> host F32
 // Every kernel states its FLOPs and bytes in its file's header; every op has a test against
 // the CPU backend (tests/gpu/test_cuda_ops.cpp) on fresh random inputs with poisoned outputs.
@@ -27,6 +28,15 @@
 #include "parallel/communicator.h"
 
 namespace wanrt {
+
+// Which kernel runs bf16 attention where several could (cuda_attention.cu).
+enum class AttentionKernel {
+  Auto,      // the Hopper kernel on an sm_90 GPU where it applies (head_dim 128, no bias), else
+             // the portable one; the environment variable WANRT_ATTENTION=portable|sm90
+             // overrides this choice (for comparisons)
+  Portable,  // the mma.sync flash kernel (any GPU from sm_80), the generic one where it cannot
+  Sm90,      // the Hopper kernel wherever it applies; an error on a GPU that is not sm_90
+};
 
 // Choices the caller makes for the whole backend.
 struct CudaOptions {
@@ -42,6 +52,7 @@ struct CudaOptions {
   // VAE's decode is off by 1.3e-2…2.5e-2 relative, past the 1e-2 bound, while float32 with
   // TF32 convolutions stays within it (tests/gpu/test_cuda_golden.cpp; BENCHMARKS.md).
   DType conv_dtype = DType::F32;
+  AttentionKernel attention = AttentionKernel::Auto;
 };
 
 // The CUDA backend; throws a clear error where no GPU is present.
