@@ -10,6 +10,10 @@
 // one more run that syncs after every op; peak device memory; and, once, the weight upload
 // rate. A summary table closes the output.
 //
+// --quantize int8|fp8 loads the blocks' linear weights quantized (DitLoadOptions, what
+// `wanrt generate --quantize` does): the upload line then shows the weights' device memory, and
+// each size says which quantized GEMM routes linear() took.
+//
 // Weights are RANDOM: a forward's speed does not depend on their values. To save host time
 // one block's weights are generated once and uploaded for every block (each block still gets
 // its own device copy, so memory and bandwidth are those of the real model).
@@ -19,7 +23,7 @@
 // (CUDA events on the default stream would not bracket the backend's own stream.)
 //
 //   bench_dit [--size 480p|720p|all] [--warmup N] [--repeats N] [--blocks N] [--tf32]
-//             [--no-profile] [--peak-tflops X] [--gemm-ceiling X] [--attention-ceiling X]
+//             [--quantize int8|fp8] [--no-profile] [--peak-tflops X] [--gemm-ceiling X] [--attention-ceiling X]
 //             [--seed N] [--cpu --tiny]
 #include <cstdio>
 #include <iostream>
@@ -28,10 +32,15 @@
 
 #include "backends/profiling_ops.h"
 #include "bench_common.h"
+#include "core/quantize.h"
 #include "io/random_weights.h"
 #include "io/tensor_store.h"
 #include "model/dit.h"
 #include "model/dit_config.h"
+
+#ifdef WANRT_HAVE_CUDA
+#include "backends/cuda/cuda_linear.h"
+#endif
 
 namespace wanrt::bench {
 namespace {
@@ -45,6 +54,8 @@ constexpr const char* kUsage = R"(bench_dit: one forward of a Wan2.2 I2V-A14B ex
                         then those of a smaller model, not scaled)
   --no-profile          skip the extra profiled forward (per-op breakdown)
   --tf32                CudaOptions::tf32 (TF32 for the float32 GEMMs: time MLP, head)
+  --quantize Q          none (default), int8 or fp8: weight-only quantization of the blocks'
+                        linear layers at load, as `wanrt generate --quantize`
   --peak-tflops X       the hardware peak for "% of peak" (default 989: H100 SXM dense bf16)
   --gemm-ceiling X      a measured GEMM ceiling in TFLOP/s (e.g. cuBLAS at these shapes)
   --attention-ceiling X a measured attention ceiling in TFLOP/s (e.g. cuDNN SDPA, L=75600)
@@ -181,6 +192,7 @@ int run(int argc, char** argv) {
   const int64_t blocks_flag = args.integer("--blocks", 0, 1);
   const bool profile = !args.flag("--no-profile");
   const bool tf32 = args.flag("--tf32");
+  const std::string quantize_flag = args.value("--quantize").value_or("none");
   const double peak = args.number("--peak-tflops", kH100DenseBf16Tflops, 0);
   const double gemm_ceiling = args.number("--gemm-ceiling", 0, 0);
   const double attention_ceiling = args.number("--attention-ceiling", 0, 0);
@@ -189,6 +201,8 @@ int run(int argc, char** argv) {
   WANRT_CHECK(!cpu || tiny, "--cpu runs only with --tiny (a full-size forward on the CPU "
               "reference backend would take hours); it exists to test this program");
   require_cuda_build(cpu);
+  const std::optional<Quantization> quantization = quantization_from_name(quantize_flag);
+  WANRT_CHECK(quantization.has_value(), "--quantize ", quantize_flag, ": choose none, int8 or fp8");
 
   std::vector<BenchSize> sizes;
   if (tiny) {
@@ -224,6 +238,12 @@ int run(int argc, char** argv) {
     std::cout << "  NOTE: " << config.num_layers << " blocks instead of 40 (--blocks): times are "
               << "those of this smaller model, not scaled to 40\n";
   std::cout << "  backend  " << backend.description << (tf32 ? ", TF32 on" : "") << "\n"
+            << "  linears  "
+            << (*quantization == Quantization::None
+                    ? std::string("bf16 weights")
+                    : str_cat(quantization_name(*quantization), " weight-only quantization of the blocks' "
+                              "linear layers (per output channel, computed at load)"))
+            << "\n"
             << "  runs     " << warmup << " warm-up, " << repeats << " timed"
             << (profile ? ", 1 profiled (synced after every op)" : "") << " per size\n"
             << "  weights  RANDOM (speed does not depend on the values): one block's weights are "
@@ -236,12 +256,13 @@ int run(int argc, char** argv) {
             << std::endl;
   const double in_use_before_load = meter.in_use();
   auto start = Clock::now();
-  const WanModel model = WanModel::load(config, host.store, ops);
+  const WanModel model = WanModel::load(config, host.store, ops, {.quantize = *quantization});
   backend.sync();
   const double load_seconds = seconds_since(start);
   std::cout << fmt("weight upload: %.2f GB of bf16 host tensors in %.2f s = %.2f GB/s (pageable "
-                   "host memory; WanModel::load with its shape checks)",
-                   host.upload_bytes / kGB, load_seconds, host.upload_bytes / kGB / load_seconds);
+                   "host memory; WanModel::load with its shape checks%s)",
+                   host.upload_bytes / kGB, load_seconds, host.upload_bytes / kGB / load_seconds,
+                   *quantization == Quantization::None ? "" : ", quantized on the device");
   if (backend.cuda)
     std::cout << fmt("; device memory +%.2f GB", (meter.in_use() - in_use_before_load) / kGB);
   std::cout << std::endl;
@@ -273,6 +294,9 @@ int run(int argc, char** argv) {
               << std::endl;
 
     meter.start();  // from the first forward at this size: its allocations set the peak
+#ifdef WANRT_HAVE_CUDA
+    const LinearPathCounts paths_before = linear_path_counts();
+#endif
     Tensor output;
     for (int64_t i = 0; i < warmup; ++i) {
       const ForwardTimes t = timed_forward(model, ops, backend.sync, inputs, &output);
@@ -294,6 +318,20 @@ int run(int argc, char** argv) {
                 << std::endl;
     }
     const MemoryPeak memory = meter.stop();
+#ifdef WANRT_HAVE_CUDA
+    if (backend.cuda && *quantization != Quantization::None) {
+      const LinearPathCounts p = linear_path_counts();
+      std::cout << fmt("  quantized linear routes over these forwards: int8 alpha-vector %lld, int8 "
+                       "folded-scale %lld, fp8 outer-vector %lld, fp8 unit-scale + kernel %lld, fp8 "
+                       "simple kernel %lld",
+                       static_cast<long long>(p.int8_alpha_vector - paths_before.int8_alpha_vector),
+                       static_cast<long long>(p.int8_folded_scale - paths_before.int8_folded_scale),
+                       static_cast<long long>(p.fp8_outer_vector - paths_before.fp8_outer_vector),
+                       static_cast<long long>(p.fp8_unit_scale - paths_before.fp8_unit_scale),
+                       static_cast<long long>(p.fp8_simple - paths_before.fp8_simple))
+                << std::endl;
+    }
+#endif
     result.forward = summarize(totals);
     result.per_block = blocks_seconds / static_cast<double>(repeats) / static_cast<double>(config.num_layers);
     result.memory_measured = memory.measured;
@@ -340,7 +378,10 @@ int run(int argc, char** argv) {
   }
 
   std::cout << "\nSummary (bench_dit, " << backend.description << ", " << config.num_layers
-            << " blocks, random weights";
+            << " blocks, random weights, "
+            << (*quantization == Quantization::None ? std::string("bf16")
+                                                     : std::string(quantization_name(*quantization)))
+            << " linears";
   if (gemm_ceiling > 0 || attention_ceiling > 0)
     std::cout << fmt("; ceilings: GEMM %.0f, attention %.0f TFLOP/s", gemm_ceiling, attention_ceiling);
   std::cout << ")\n"

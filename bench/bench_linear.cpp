@@ -1,7 +1,8 @@
 // bench_linear: the Wan2.2 DiT's GEMMs through CudaOps::linear (cuBLASLt, BF16 operands, F32
 // accumulation, bias/GELU-tanh in the epilogue), and the speed of upload_weight.
 //
-//   ./build/bench_linear            (needs a GPU; prints two tables)
+//   ./build/bench_linear [--quantized]   (needs a GPU; prints three tables, or only the
+//                                         quantized-weight one)
 //
 // GEMMs per block at 720p (81 frames: 75,600 tokens on one GPU) and 480p (32,760 tokens):
 // self/cross-attention q, k, v, o (5120 → 5120 + bias), FFN up (5120 → 13824 + bias + GELU-tanh),
@@ -9,6 +10,16 @@
 // FLOPs 2·N·K·M; TFLOP/s against the H100 SXM's 989 dense BF16 TFLOP/s. Inputs are random
 // (zeros would flatter the tensor cores' power draw); each shape is warmed up, then timed over
 // enough calls for ≥ 0.2 s with CUDA events on the backend's stream.
+//
+// Quantized weights (--quantize int8|fp8) at the 720p shapes, against bf16 on the same shapes:
+//   int8: the layer's I8 codes widened to a BF16 scratch weight, then the BF16 GEMM with the
+//         per-channel scale as cuBLASLt's alpha vector (default route, where offered) or folded
+//         into the scratch; and the widening kernel alone. A fused mixed-input kernel (I8 codes
+//         converted in registers inside the GEMM) could at best save the widening, so these rows
+//         bound what one would gain.
+//   fp8:  the per-token quantizer of x alone, and quantizer + FP8 GEMM with outer-vector scales
+//         (default), with unit scales + a scaling kernel, and with CUBLASLT_MATMUL_DESC_FAST_ACCUM.
+// Each row says which route linear() took (LinearPathCounts).
 //
 // upload_weight: a 1 GiB host tensor in F32 (converted to BF16 on the GPU) and in BF16 (copied
 // as is), from pageable heap memory and from a memory-mapped file in the page cache (what a
@@ -21,6 +32,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <random>
 #include <string>
 #include <vector>
@@ -31,6 +43,7 @@
 #include "backends/cuda/cuda_device.h"
 #include "backends/cuda/cuda_linear.h"
 #include "backends/cuda/cuda_ops_impl.h"
+#include "backends/cuda/cuda_quant.h"
 #include "core/mapped_file.h"
 #endif
 
@@ -110,6 +123,137 @@ void bench_gemms(CudaOps& ops) {
   cudaEventDestroy(stop);
 }
 
+// Milliseconds per call of `f` (queued on the backend's stream): 3 untimed calls, then enough
+// calls for ~0.2 s between two CUDA events.
+double time_ms(CudaOps& ops, const std::function<void()>& f) {
+  cudaEvent_t start = nullptr, stop = nullptr;
+  check(cudaEventCreate(&start), "event");
+  check(cudaEventCreate(&stop), "event");
+  auto timed = [&](int calls) {
+    check(cudaEventRecord(start, ops.stream()), "record");
+    for (int i = 0; i < calls; ++i) f();
+    check(cudaEventRecord(stop, ops.stream()), "record");
+    check(cudaEventSynchronize(stop), "sync");
+    float ms = 0;
+    check(cudaEventElapsedTime(&ms, start, stop), "elapsed");
+    return static_cast<double>(ms) / calls;
+  };
+  timed(3);
+  const double first = timed(1);
+  const int calls = static_cast<int>(std::clamp(200.0 / std::max(first, 1e-3), 5.0, 1000.0));
+  const double ms = timed(calls);
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  return ms;
+}
+
+// A host BF16 matrix of N(0, stddev²) values: a random block tiled over it (quantize_weight's
+// input; the GEMM speed does not depend on the values).
+Tensor random_host_bf16(Shape shape, float stddev) {
+  static std::mt19937_64 rng(7);
+  Tensor out = Tensor::empty(DType::BF16, shape);
+  const size_t total = static_cast<size_t>(out.numel());
+  const size_t block = std::min<size_t>(total, size_t{1} << 20);
+  std::normal_distribution<float> dist(0.0f, stddev);
+  auto* bits = out.data<uint16_t>();
+  for (size_t i = 0; i < block; ++i) bits[i] = f32_to_bf16(dist(rng));
+  for (size_t offset = block; offset < total; offset += block)
+    std::memcpy(bits + offset, bits, std::min(block, total - offset) * sizeof(uint16_t));
+  return out;
+}
+
+std::string route_of(const LinearPathCounts& before, const LinearPathCounts& after) {
+  if (after.int8_alpha_vector > before.int8_alpha_vector) return "int8: alpha vector";
+  if (after.int8_folded_scale > before.int8_folded_scale) return "int8: scale folded";
+  if (after.fp8_outer_vector > before.fp8_outer_vector) return "fp8: outer-vector scales";
+  if (after.fp8_unit_scale > before.fp8_unit_scale) return "fp8: unit scales + kernel";
+  if (after.fp8_simple > before.fp8_simple) return "fp8: SIMPLE KERNEL";
+  return "bf16";
+}
+
+void bench_quantized(CudaOps& ops) {
+  std::printf("\nQuantized weights at the 720p DiT shapes (75,600 tokens): TFLOP/s of 2·N·K·M; x BF16, bias "
+              "F32 (BF16 in the epilogue)\n");
+  std::printf("%-14s %-46s %9s %9s  %s\n", "GEMM", "variant", "ms", "TFLOP/s", "route");
+  struct Shape3 {
+    const char* name;
+    int64_t n, k, m;
+    Activation activation;
+  };
+  const Shape3 shapes[] = {{"q/k/v/o", 75600, 5120, 5120, Activation::None},
+                           {"ffn up", 75600, 5120, 13824, Activation::GeluTanh},
+                           {"ffn down", 75600, 13824, 5120, Activation::None}};
+  const QuantizedLinearSettings defaults = quantized_linear_settings();
+  for (const Shape3& c : shapes) {
+    const double flops = 2.0 * static_cast<double>(c.n) * static_cast<double>(c.k) * static_cast<double>(c.m);
+    const Tensor x = random_device(ops, DType::BF16, {c.n, c.k}, 1.0f);
+    const Tensor bias = random_device(ops, DType::F32, {c.m}, 0.5f);
+    const LinearOptions options{.activation = c.activation};
+    auto row = [&](const char* variant, double ms, bool gemm, const std::string& route) {
+      if (gemm)
+        std::printf("%-14s %-46s %9.3f %9.1f  %s\n", c.name, variant, ms, flops / (ms * 1e-3) / 1e12, route.c_str());
+      else
+        std::printf("%-14s %-46s %9.3f %9s  %s\n", c.name, variant, ms, "-", route.c_str());
+    };
+    auto gemm_row = [&](const char* variant, const Tensor& w) {
+      const LinearPathCounts before = linear_path_counts();
+      const double ms = time_ms(ops, [&] { ops.linear(x, w, &bias, options); });
+      row(variant, ms, true, route_of(before, linear_path_counts()));
+      return ms;
+    };
+    double bf16_ms = 0, widen_ms = 0;
+    {
+      const Tensor w = random_device(ops, DType::BF16, {c.m, c.k}, 1.0f / std::sqrt(static_cast<float>(c.k)));
+      bf16_ms = gemm_row("bf16 (baseline)", w);
+    }
+    const Tensor host = random_host_bf16({c.m, c.k}, 1.0f / std::sqrt(static_cast<float>(c.k)));
+    {
+      check(cudaStreamSynchronize(ops.stream()), "sync");
+      const auto t0 = std::chrono::steady_clock::now();
+      const Tensor w = ops.quantize_weight(host, DType::I8);
+      check(cudaStreamSynchronize(ops.stream()), "sync");
+      row("int8: quantize_weight (host bf16 -> I8 codes)",
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count(), false, "load time");
+      set_quantized_linear_settings(defaults);
+      gemm_row("int8: widen + GEMM (default route)", w);
+      QuantizedLinearSettings folded = defaults;
+      folded.int8_alpha_vector = false;
+      set_quantized_linear_settings(folded);
+      gemm_row("int8: widen with the scale folded + GEMM", w);
+      set_quantized_linear_settings(defaults);
+      Tensor scratch = ops.empty(DType::BF16, {c.m, c.k});
+      widen_ms = time_ms(ops, [&] {
+        launch_dequantize_rows(w.raw(), DType::I8, nullptr, c.m, c.k, scratch.raw_mut(), DType::BF16, ops.stream());
+      });
+      row("int8: the widening kernel alone", widen_ms, false, "I8 -> BF16 scratch");
+      std::printf("%-14s %-46s %9s %9s  a fused mixed-input kernel saves at most %.2f %% (the widening)\n", c.name,
+                  "int8: bound", "", "", 100.0 * widen_ms / (bf16_ms + widen_ms));
+    }
+    {
+      const Tensor w = ops.quantize_weight(host, DType::F8_E4M3);
+      Tensor codes = ops.empty(DType::F8_E4M3, {c.n, c.k}), scale = ops.empty(DType::F32, {c.n});
+      const double quantizer_ms = time_ms(ops, [&] {
+        launch_quantize_rows(x.raw(), DType::BF16, c.n, c.k, DType::F8_E4M3, codes.raw_mut(),
+                             static_cast<float*>(scale.raw_mut()), nullptr, ops.stream());
+      });
+      row("fp8: per-token quantizer of x alone", quantizer_ms, false, "x BF16 -> E4M3 + scales");
+      set_quantized_linear_settings(defaults);
+      const double fp8_ms = gemm_row("fp8: quantize x + FP8 GEMM (default route)", w);
+      std::printf("%-14s %-46s %9.3f %9.1f  (the FP8 GEMM without the quantizer)\n", c.name, "fp8: GEMM part",
+                  fp8_ms - quantizer_ms, flops / ((fp8_ms - quantizer_ms) * 1e-3) / 1e12);
+      QuantizedLinearSettings unit = defaults;
+      unit.fp8_outer_vector = false;
+      set_quantized_linear_settings(unit);
+      gemm_row("fp8: unit scales + scaling kernel", w);
+      QuantizedLinearSettings fast = defaults;
+      fast.fp8_fast_accumulation = true;
+      set_quantized_linear_settings(fast);
+      gemm_row("fp8: default route, fast accumulation", w);
+      set_quantized_linear_settings(defaults);
+    }
+  }
+}
+
 // Seconds for upload_weight(host) until its last copy has landed.
 double time_upload(CudaOps& ops, const Tensor& host) {
   check(cudaStreamSynchronize(ops.stream()), "sync");
@@ -187,7 +331,13 @@ void bench_uploads(CudaOps& ops) {
 }  // namespace
 }  // namespace wanrt
 
-int main() {
+int main(int argc, char** argv) {
+  // --quantized: only the quantized-weight table (which has its own bf16 baseline rows).
+  const bool quantized_only = argc > 1 && std::string(argv[1]) == "--quantized";
+  if (argc > 2 || (argc == 2 && !quantized_only)) {
+    std::fprintf(stderr, "usage: bench_linear [--quantized]\n");
+    return 1;
+  }
 #ifndef WANRT_HAVE_CUDA
   std::printf("bench_linear: wanrt was built without CUDA; nothing to measure\n");
   return 0;
@@ -202,8 +352,9 @@ int main() {
     std::printf("GPU 0: %s, sm_%d%d, %d SMs, %.1f GiB\n", info.name.c_str(), info.compute_major, info.compute_minor,
                 info.multiprocessors, static_cast<double>(info.total_memory) / (1ull << 30));
     CudaOps ops(CudaOptions{}, nullptr);
-    bench_gemms(ops);
-    bench_uploads(ops);
+    if (!quantized_only) bench_gemms(ops);
+    bench_quantized(ops);
+    if (!quantized_only) bench_uploads(ops);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_linear: %s\n", e.what());
     return 1;

@@ -24,11 +24,13 @@
 #include "cli/commands.h"
 #include "cli/generate_args.h"
 #include "cli/generate_report.h"
+#include "cli/inspect_report.h"
 #include "core/error.h"
 #include "io/checkpoint.h"
 #include "io/image.h"
 #include "io/safetensors.h"
 #include "io/video_writer.h"
+#include "model/dit_config.h"
 #include "pipeline/i2v_image.h"
 #include "pipeline/i2v_pipeline.h"
 #include "schedulers/magcache.h"
@@ -237,13 +239,18 @@ BackendChoice choose_backend(const std::string& backend) {
 }
 
 #ifdef WANRT_HAVE_CUDA
-// Device bytes of the weights in bf16: both experts from their configs, T5 and VAE from their
-// files (T5 is stored in bf16; the VAE is small either way). Used to choose --offload_model.
-uint64_t device_weight_bytes(const std::string& ckpt_dir, bool t5_on_device) {
+// Device bytes of the weights: both experts from their configs (bf16, or with --quantize the
+// blocks' linear layers at 1 byte per element plus a 4-byte scale per row: the rule `wanrt
+// inspect` states), T5 and VAE from their files (T5 is stored in bf16; the VAE is small either
+// way). Used to choose --offload_model.
+uint64_t device_weight_bytes(const std::string& ckpt_dir, bool t5_on_device, bool quantized) {
   const CheckpointLayout layout = resolve_checkpoint(ckpt_dir);
   uint64_t bytes = 0;
-  for (const ExpertLayout* expert : {&layout.high_noise, &layout.low_noise})
-    bytes += 2 * static_cast<uint64_t>(load_expert_config(*expert).parameter_count());
+  for (const ExpertLayout* expert : {&layout.high_noise, &layout.low_noise}) {
+    const DitConfig config = load_expert_config(*expert);
+    bytes += quantized ? weight_memory(config.expected_tensors(), dit_weight_is_quantized).int8
+                       : 2 * static_cast<uint64_t>(config.parameter_count());
+  }
   for (const auto& source : {t5_on_device ? layout.t5 : std::nullopt, layout.vae})
     if (source)
       for (const std::string& file : source->files) {
@@ -434,10 +441,14 @@ int run_generate(GenerateOptions options) {
       // generate.py offloads by default on one GPU; wanrt keeps both experts resident where
       // they fit with room for activations.
       try {
-        const uint64_t need = device_weight_bytes(options.ckpt_dir, !options.t5_cpu);
+        const bool quantized = quantize != Quantization::None;
+        const uint64_t need = device_weight_bytes(options.ckpt_dir, !options.t5_cpu, quantized);
         offload = need > gpu.free_memory / 4 * 3;
         std::cout << "Note: --offload_model not given: " << (offload ? "True" : "False")
-                  << " (the weights take " << gib(need) << " on the GPU in bf16, "
+                  << " (the weights take " << gib(need) << " on the GPU"
+                  << (quantized ? str_cat(" with ", quantization_name(quantize), " experts")
+                                : std::string(" in bf16"))
+                  << ", "
                   << (offload ? "more" : "less") << " than 3/4 of the " << gib(gpu.free_memory)
                   << " free).\n";
       } catch (const Error&) {

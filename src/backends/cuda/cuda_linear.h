@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <tuple>
 
 #include "backends/ops.h"
@@ -26,15 +27,51 @@ struct LinearPathCounts {
   int64_t fused = 0;     // cuBLASLt alone (the bias/activation, if any, in its epilogue)
   int64_t split = 0;     // cuBLASLt, then one bias+activation kernel
   int64_t fallback = 0;  // the simple kernel (no cuBLASLt algorithm for these dims/alignments)
+  // Quantized weights (each call also counts above as fused/split/fallback where it ran a GEMM):
+  int64_t int8_alpha_vector = 0;  // I8 -> BF16 scratch, the scale as cuBLASLt's alpha vector
+  int64_t int8_folded_scale = 0;  // I8 -> BF16 scratch with the scale folded in, plain GEMM
+  int64_t fp8_outer_vector = 0;   // FP8 GEMM, token and channel scales in cuBLASLt's outer-vector modes
+  int64_t fp8_unit_scale = 0;     // FP8 GEMM with unit scales, then a scale/bias/activation kernel
+  int64_t fp8_simple = 0;         // the simple FP8 kernel (no cuBLASLt FP8 algorithm)
 };
 LinearPathCounts linear_path_counts();
 
-// One GEMM: out[n, m] = act(x[n, k] · w[m, k]ᵀ + bias[m]), all row-major, all of `dtype`
-// (F32 or BF16) including the bias; F32 accumulation.
+// Which routes linear() may take for quantized weights, process-wide. The defaults are the
+// fastest exact routes; tests and bench_linear switch them to exercise and measure the others.
+struct QuantizedLinearSettings {
+  // int8: the per-channel scale as cuBLASLt's alpha vector (exact). Off, or where cuBLASLt has
+  // no such algorithm, the scale is folded into the BF16 scratch weight (one rounding more).
+  bool int8_alpha_vector = true;
+  // fp8: cuBLASLt FP8 GEMMs at all (off: the simple kernel), and with the outer-vector scale
+  // modes (off or unsupported: unit scales, then a scaling kernel over the output).
+  bool fp8_cublaslt = true;
+  bool fp8_outer_vector = true;
+  // CUBLASLT_MATMUL_DESC_FAST_ACCUM: faster, but Hopper's FP8 tensor cores then accumulate the
+  // whole K in their reduced-precision accumulator instead of promoting to F32 periodically.
+  bool fp8_fast_accumulation = false;
+};
+QuantizedLinearSettings quantized_linear_settings();
+void set_quantized_linear_settings(const QuantizedLinearSettings& settings);
+
+// How a GEMM's product is scaled before its bias (quantized weights).
+enum class GemmScaling : uint8_t {
+  None,         // y = x·wᵀ
+  AlphaVector,  // y[:, j] = w_scale[j]·(x·wᵀ)[:, j]: cuBLASLt's per-output-row alpha vector
+  OuterVector,  // y[i, j] = x_scale[i]·w_scale[j]·(x·wᵀ)[i, j]: FP8 outer-vector scale modes
+};
+
+// One GEMM: out[n, m] = act(scaling(x[n, k] · w[m, k]ᵀ) + bias[m]), all row-major, all of
+// `dtype` (F32 or BF16) including the bias, unless `operands` says x and w are another type
+// (F8_E4M3: an FP8 GEMM with a BF16 output); F32 accumulation.
 struct GemmProblem {
   int64_t n = 0, m = 0, k = 0;
   DType dtype = DType::BF16;
   cublasComputeType_t compute = CUBLAS_COMPUTE_32F;
+  std::optional<DType> operands = std::nullopt;  // x and w when not `dtype`: F8_E4M3
+  GemmScaling scaling = GemmScaling::None;
+  const float* w_scale = nullptr;  // [m] device F32 (AlphaVector, OuterVector)
+  const float* x_scale = nullptr;  // [n] device F32 (OuterVector)
+  bool fast_accumulation = false;  // FP8 only (QuantizedLinearSettings)
   const void* x = nullptr;
   const void* w = nullptr;
   const void* bias = nullptr;  // may be null
@@ -50,8 +87,13 @@ class CublasLtContext {
   CublasLtContext& operator=(const CublasLtContext&) = delete;
 
   // Queues the GEMM on `stream`: the fused cuBLASLt epilogue where one exists, else a plain
-  // cuBLASLt GEMM and a bias+activation kernel, else the simple kernel.
-  void run(const GemmProblem& problem, cudaStream_t stream);
+  // cuBLASLt GEMM and a bias+activation kernel, else the simple kernel. The simple kernel knows
+  // neither scales nor FP8, so a problem with either returns false where cuBLASLt has no
+  // algorithm (nothing queued: the caller takes another route); otherwise true.
+  bool run(const GemmProblem& problem, cudaStream_t stream);
+  // Whether run() would find a cuBLASLt algorithm (fused or plain) for `problem`, without
+  // running it (builds and caches the plans).
+  bool has_algorithm(const GemmProblem& problem);
 
   // `bias` in `dtype`: itself when it already is, else a converted copy made once and cached
   // (the cache keeps the source alive, so its address cannot be reused by another tensor).
@@ -64,6 +106,9 @@ class CublasLtContext {
     cublasComputeType_t compute;
     cublasLtEpilogue_t epilogue;
     int align_x, align_w, align_out, align_bias;  // bytes; cuBLASLt kernels require alignment
+    DType operands;
+    GemmScaling scaling;
+    bool fast_accumulation;
     auto operator<=>(const PlanKey&) const = default;
   };
   struct Plan {
@@ -73,7 +118,11 @@ class CublasLtContext {
     bool found = false;  // whether the heuristic returned an algorithm
   };
   // The plan for `key` (built on first use); null when cuBLASLt has no algorithm for it.
-  Plan* plan_for(const PlanKey& key, const void* bias);
+  // `problem` supplies the pointers the heuristic looks at (bias, scales).
+  Plan* plan_for(const PlanKey& key, const GemmProblem& problem, const void* bias);
+  PlanKey base_key(const GemmProblem& problem) const;
+  // The fused-epilogue key for `problem`, or nothing when no epilogue can take its bias/activation.
+  std::optional<PlanKey> fused_key(const GemmProblem& problem) const;
 
   cublasLtHandle_t handle_ = nullptr;
   void* workspace_ = nullptr;
