@@ -173,9 +173,11 @@ Tensor Resample::spatial(Ops& ops, const Tensor& x) const {
 
 Tensor interleave_channel_halves(Ops& ops, const Tensor& y) {
   const int64_t c = y.size(0) / 2, frames = y.size(1), h = y.size(2), w = y.size(3);
+  // The halves are contiguous blocks of y: views, not copies (and no op that must know y's
+  // dtype, which on the GPU may be F16, a video-op-only dtype).
   const Tensor flat = y.reshape({2 * c, frames * h * w});
-  const Tensor even = ops.rows(flat, 0, c).reshape({c, frames, h, w});      // frames 2k
-  const Tensor odd = ops.rows(flat, c, 2 * c).reshape({c, frames, h, w});   // frames 2k+1
+  const Tensor even = flat.slice_rows(0, c).reshape({c, frames, h, w});      // frames 2k
+  const Tensor odd = flat.slice_rows(c, 2 * c).reshape({c, frames, h, w});   // frames 2k+1
   if (frames == 1) return ops.concat_frames(even, odd);
   Tensor out;  // [C, 2t, H, W]
   for (int64_t k = 0; k < frames; ++k) {

@@ -214,6 +214,8 @@ Tensor CublasLtContext::bias_as(const Tensor& bias, DType dtype, CudaOps& ops) {
 
 Tensor CudaOps::linear(const Tensor& x, const Tensor& weight, const Tensor* bias,
                        const LinearOptions& options) {
+  // An F16 input (the VAE's attention tokens, cuda_video.h) widens exactly, then goes the usual way.
+  if (x.dtype() == DType::F16 && x.device() == Device::Cuda) return linear(as_dtype(x, DType::F32), weight, bias, options);
   expect_device_float(x, "linear input");
   expect_device_float(weight, "linear weight");
   WANRT_CHECK(weight.dim() == 2, "cuda backend: linear weight must be 2-D [out, in], got ", weight.describe());
