@@ -6,8 +6,9 @@
 // and 384 does not fit its register-resident output tile (a 16-row warp tile would hold 192
 // F32 accumulators per thread), so it ran on the generic F32 kernel at 5.8 TFLOP/s: 55 ms per
 // frame, 1.19 s of a 720p decode. With a single head the score matrix is small enough to
-// materialise: 14,400² F32 = 829 MB per frame, and query chunks cap it (kScratchBytes), so the
-// two products run as large tensor-core GEMMs and only S and P cross HBM.
+// materialise (14,400² F32 = 829 MB per frame; query chunks cap the scratch at
+// kGemmAttentionScratchBytes, 256 MiB: 5 chunks of up to 3,106 rows at 720p), so the two
+// products run as large tensor-core GEMMs and only S and P cross HBM.
 //
 // Cost per call, H heads, Lq queries, Lk keys (= kv_len), head_dim d:
 //   FLOPs  4·H·Lq·Lk·d on tensor cores (318 GFLOP per 720p frame), plus ~5·H·Lq·Lk in the softmax
@@ -40,9 +41,6 @@ namespace {
 using bf16 = __nv_bfloat16;
 
 constexpr float kLog2e = 1.4426950408889634f;
-// Scratch for S (F32) and P (BF16) of one query chunk of all heads: queries are processed in
-// chunks so that 6·H·rows·Lk bytes stay below this (5 chunks of up to 3,106 rows at 720p).
-constexpr int64_t kScratchBytes = int64_t{256} << 20;
 constexpr int kSoftmaxThreads = 256;
 
 #define WANRT_CHECK_CUBLAS(expr)                                                          \
@@ -145,7 +143,7 @@ bool gemm_attention_applies(const Tensor& q, const Tensor& k, const AttentionOpt
 }
 
 Tensor gemm_attention(CudaOps& ops, const Tensor& q_in, const Tensor& k_in, const Tensor& v_in,
-                      const AttentionOptions& options) {
+                      const AttentionOptions& options, int64_t scratch_bytes) {
   expect_device_float(q_in, "attention q");
   expect_device_float(k_in, "attention k");
   expect_device_float(v_in, "attention v");
@@ -169,8 +167,8 @@ Tensor gemm_attention(CudaOps& ops, const Tensor& q_in, const Tensor& k_in, cons
   Tensor out = ops.empty(DType::BF16, q.shape());
   if (q_len == 0) return out;
 
-  // Query rows per chunk: S and P of all heads within kScratchBytes.
-  const int64_t rows = std::clamp<int64_t>(kScratchBytes / (6 * heads * kv_len), 1, q_len);
+  // Query rows per chunk: S and P of all heads within scratch_bytes.
+  const int64_t rows = std::clamp<int64_t>(scratch_bytes / (6 * heads * kv_len), 1, q_len);
   Tensor scores = ops.empty(DType::F32, {heads, rows, kv_len});
   Tensor probabilities = ops.empty(DType::BF16, {heads, rows, kv_len});
   const cublasHandle_t handle = cublas_handle();

@@ -17,9 +17,15 @@ inline constexpr int64_t kGemmAttentionMinKeys = 256;
 inline constexpr int64_t kGemmAttentionMinQueries = 64;
 bool gemm_attention_applies(const Tensor& q, const Tensor& k, const AttentionOptions& options);
 
+// Scratch for the scores (F32) and probabilities (BF16) of one chunk of queries, all heads:
+// queries run in chunks of ⌊scratch / (6·H·Lk)⌋ rows (at least one).
+inline constexpr int64_t kGemmAttentionScratchBytes = int64_t{256} << 20;
+
 // Ops::attention through the GEMM path (no bias): q, k, v converted to BF16, F32 scores and
-// softmax, BF16 probabilities and output. Throws on a bias or bad shapes.
+// softmax, BF16 probabilities and output. Throws on a bias or bad shapes. `scratch_bytes`
+// sets the query chunk (tests shrink it to cross many chunk boundaries).
 Tensor gemm_attention(CudaOps& ops, const Tensor& q, const Tensor& k, const Tensor& v,
-                      const AttentionOptions& options);
+                      const AttentionOptions& options,
+                      int64_t scratch_bytes = kGemmAttentionScratchBytes);
 
 }  // namespace wanrt
