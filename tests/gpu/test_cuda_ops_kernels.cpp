@@ -377,6 +377,70 @@ TEST_F(CudaKernelsTest, Conv3dMatchesCpuInEveryComputeDtypeAndLayout) {
   }
 }
 
+// conv3d_after(prefix, x) = conv3d(concat_frames(prefix, x)): the VAE's cached chunks (one or
+// two cached frames, with the causal zeros still missing in front), its causal time conv and
+// stride-2 time conv, in every compute dtype and layout; mixed dtypes take the joined copy.
+TEST_F(CudaKernelsTest, Conv3dAfterPrefixMatchesConvOfTheConcatenation) {
+  WANRT_REQUIRE_GPU();
+  const Conv3dOptions spatial{.pad_top = 1, .pad_bottom = 1, .pad_left = 1, .pad_right = 1};
+  Conv3dOptions one_zero = spatial;
+  one_zero.pad_t_front = 1;
+  struct AfterCase {
+    const char* name;
+    int64_t prefix_frames;
+    Shape x, weight;
+    Conv3dOptions options;
+  };
+  const std::vector<AfterCase> cases = {
+      {"2 cached + 4 new", 2, {6, 4, 7, 9}, {5, 6, 3, 3, 3}, spatial},
+      {"2 cached + 1 new", 2, {6, 1, 5, 8}, {6, 6, 3, 3, 3}, spatial},
+      {"1 cached + 1 new, 1 zero frame", 1, {4, 1, 6, 5}, {4, 4, 3, 3, 3}, one_zero},
+      {"causal time conv up", 2, {4, 1, 5, 4}, {8, 4, 3, 1, 1}, {}},
+      {"time conv stride 2", 1, {6, 4, 4, 6}, {6, 6, 3, 1, 1}, {.stride_t = 2}},
+      {"wider", 2, {32, 4, 12, 20}, {48, 32, 3, 3, 3}, spatial},
+  };
+  struct Mode {
+    DType conv_dtype;
+    double tolerance;
+  };
+  for (const Mode mode : {Mode{DType::F16, kF16Tolerance}, Mode{DType::BF16, kBf16Tolerance}, Mode{DType::F32, kF32Tolerance}}) {
+    CudaOptions options;
+    options.conv_dtype = mode.conv_dtype;
+    options.tf32_convolutions = false;
+    std::unique_ptr<Ops> ops = make_cuda_ops(options);
+    for (const bool channels_last : {true, false}) {
+      const ConvLayoutScope layout(channels_last);
+      for (const AfterCase& c : cases) {
+        const Tensor x = random_normal(c.x, rng_), w = random_normal(c.weight, rng_, 0.2f),
+                     bias = random_normal({c.weight[0]}, rng_),
+                     prefix = random_normal({c.x[0], c.prefix_frames, c.x[2], c.x[3]}, rng_);
+        const Tensor w_gpu = to_gpu(*ops, w, mode.conv_dtype), bias_gpu = ops->upload(bias);
+        for (const DType x_dtype : kVideoTypes)
+          for (const DType prefix_dtype : {x_dtype, DType::F32}) {
+            SCOPED_TRACE(::testing::Message() << c.name << ", conv " << dtype_name(mode.conv_dtype)
+                                            << (channels_last ? ", NDHWC" : ", NCDHW") << ", x "
+                                            << dtype_name(x_dtype) << ", prefix " << dtype_name(prefix_dtype));
+            const Tensor joined = cpu_->concat_frames(rounded(prefix, prefix_dtype), rounded(x, x_dtype));
+            const Tensor expected = cpu_->conv3d(rounded(joined, mode.conv_dtype), rounded(w, mode.conv_dtype), &bias,
+                                                 c.options);
+            poison(*ops, bytes_of(expected.shape(), mode.conv_dtype));
+            const Tensor y = ops->conv3d_after(to_gpu(*ops, prefix, prefix_dtype), to_gpu(*ops, x, x_dtype), w_gpu,
+                                               &bias_gpu, c.options);
+            EXPECT_EQ(y.dtype(), mode.conv_dtype);
+            ASSERT_EQ(y.shape(), expected.shape());
+            EXPECT_LT(relative_error(ops->download(y), expected), mode.tolerance);
+          }
+      }
+    }
+  }
+  const Tensor video = to_gpu(random_normal({3, 2, 4, 4}, rng_), DType::F16);
+  const Tensor kernel = to_gpu(random_normal({2, 3, 3, 3, 3}, rng_), DType::F16);
+  EXPECT_THROW(gpu().conv3d_after(to_gpu(random_normal({3, 2, 4, 5}, rng_), DType::F16), video, kernel, nullptr, {}),
+               Error);
+  EXPECT_THROW(gpu().conv3d_after(to_gpu(random_normal({2, 2, 4, 4}, rng_), DType::F16), video, kernel, nullptr, {}),
+               Error);
+}
+
 // upload_weight stores conv kernels (3-D and more) in conv_dtype, whichever it is.
 TEST_F(CudaKernelsTest, ConvWeightsUploadInTheConvDtype) {
   WANRT_REQUIRE_GPU();
@@ -407,6 +471,25 @@ TEST_F(CudaKernelsTest, ChannelRmsNormMatchesCpu) {
       const Tensor y = gpu().channel_rms_norm(to_gpu(x, in), to_gpu(gamma, DType::F32));
       EXPECT_EQ(y.dtype(), in);
       EXPECT_LT(relative_error(gpu().download(y), cpu_->channel_rms_norm(rounded(x, in), gamma)), tolerance(in));
+    }
+  }
+}
+
+// The fused norm + SiLU against the CPU's two ops, with an all-zero position.
+TEST_F(CudaKernelsTest, ChannelRmsNormSiluMatchesCpuNormThenSilu) {
+  WANRT_REQUIRE_GPU();
+  for (const Shape& shape : {Shape{1, 1, 1, 1}, Shape{3, 2, 5, 7}, Shape{96, 2, 9, 13}, Shape{1100, 1, 3, 5}}) {
+    Tensor x = random_normal(shape, rng_);
+    const int64_t positions = x.numel() / shape[0];
+    for (int64_t c = 0; c < shape[0]; ++c) x.data<float>()[c * positions + positions - 1] = 0.0f;
+    const Tensor gamma = random_normal({shape[0]}, rng_);
+    for (const DType in : kVideoTypes) {
+      SCOPED_TRACE(::testing::Message() << shape_str(shape) << " " << dtype_name(in));
+      poison(bytes_of(shape, in));
+      const Tensor y = gpu().channel_rms_norm_silu(to_gpu(x, in), to_gpu(gamma, DType::F32));
+      EXPECT_EQ(y.dtype(), in);
+      const Tensor expected = cpu_->activation(cpu_->channel_rms_norm(rounded(x, in), gamma), Activation::Silu);
+      EXPECT_LT(relative_error(gpu().download(y), expected), tolerance(in));
     }
   }
 }

@@ -1,38 +1,46 @@
-// Video ops of the CUDA backend (the VAE's): conv3d through cuDNN, channel_rms_norm,
-// upsample_nearest_2x, frames, concat_frames, transpose.
+// Video ops of the CUDA backend (the VAE's): conv3d and conv3d_after through cuDNN,
+// channel_rms_norm(_silu), upsample_nearest_2x, frames, concat_frames, transpose, and the F16
+// activation and add the elementwise file routes here (cuda_video.h).
 //
 // conv3d, x [Cin, T, H, W] -> [Cout, T', H', W'] with a [Cout, Cin, kt, kh, kw] kernel:
 //   FLOPs  2·Cout·Cin·kt·kh·kw·T'·H'·W' (1.83 TFLOP for the 720p decoder's 96-channel 3×3×3
-//          conv over 4 frames); compute-bound on tensor cores in BF16 (or TF32), on FMA units in
-//          true F32.
+//          conv over 4 frames); compute-bound on tensor cores in F16/BF16 (or TF32), on FMA
+//          units in true F32.
 //   bytes  (Cin·T·H·W + Cout·T'·H'·W')·s + the weight, plus one copy of the input (to NDHWC,
 //          padded, converted) and one of the output (back to NCDHW, with the bias).
 //   Measured on an H100 (bench_kernels, BF16, NDHWC): 497 TFLOP/s for 384 channels at 90×160,
-//   456 for 192 at 360×640, 194 for 96 at 720×1280 (9.5 ms); TF32 about 100–200.
-// It computes in CudaOptions::conv_dtype: x and the weight (BF16 from upload_weight, or F32)
-// are converted to it; with F32, TF32 tensor cores only with CudaOptions::tf32_convolutions.
+//   456 for 192 at 360×640, 194 for 96 at 720×1280 (9.5 ms); TF32 about 100–200. F16 runs on
+//   the same tensor-core paths as BF16 (cuDNN's pseudo-half configuration: F32 accumulation).
+// It computes in CudaOptions::conv_dtype (F16 by default; cuda_ops.h says why): x and the
+// weight are converted to it; with F32, TF32 tensor cores only with tf32_convolutions.
+// conv3d_after(prefix, x) is conv3d over prefix's frames followed by x's (the VAE's causal
+// cache in front of each chunk): the NDHWC copy below reads both in place, so the concatenation
+// (a read and a write of every cached and new frame, 3 of the 13 tensor-sized passes around a
+// 720p conv) and its buffer never exist.
 // cuDNN pads symmetrically, so each axis's padding splits into the symmetric part, min(before,
 // after), which cuDNN applies for free, and the excess (the causal time padding, the
 // downsampler's bottom/right row), which a copy kernel materialises into a padded buffer. That
 // copy is fused with the dtype conversion, so it costs nothing extra when x needs converting
 // anyway; padding symmetrically and cropping the output instead would waste up to 2/T' of the
-// FLOPs on frames that are thrown away, plus a copy of the output. The VAE's cached-chunk
-// calls (two cached frames concatenated in front, pad_t_front = 0) need no copy at all.
+// FLOPs on frames that are thrown away, plus a copy of the output.
 // The algorithm is chosen once per shape and dtype by timing the candidates on the real
 // buffers (cudnnFindConvolutionForwardAlgorithmEx) and cached; inside a CUDA graph capture,
 // where nothing can be timed, an uncached shape takes cuDNN's heuristic first choice.
 // Layout: cuDNN gets the operands channels-last (NDHWC): x is transposed on the way in (fused
-// with the padding and the conversion, so it replaces that copy) and the output on the way out
-// (fused with the bias, so it replaces that pass). cuDNN's kernels for the natural NCDHW layout
-// were up to 9x slower at the VAE's 720p sizes on an H100 (see preferred_conv_layout());
-// WANRT_CONV_LAYOUT=ncdhw selects them, and a layout without a cuDNN algorithm falls back to
-// the other.
+// with the padding, the prefix and the conversion, so it replaces those copies) and the output
+// on the way out (fused with the bias, so it replaces that pass). cuDNN's kernels for the
+// natural NCDHW layout were up to 9x slower at the VAE's 720p sizes on an H100 (see
+// preferred_conv_layout()); WANRT_CONV_LAYOUT=ncdhw selects them, and a layout without a cuDNN
+// algorithm falls back to the other.
 //
-// The other ops are HBM-bound copies, dtype preserving (F32 or BF16):
+// The other ops are HBM-bound copies, dtype preserving (F32, BF16 or F16):
 //   channel_rms_norm     reads x once (a 32-position tile of all channels stays in shared
-//                        memory between the sum of squares and the scaling), writes once
+//                        memory between the sum of squares and the scaling), writes once;
+//                        _silu applies SiLU before the write (one pass where the two ops
+//                        took two: 2 of those 13 passes)
 //   upsample_nearest_2x  reads n, writes 4n;  frames, concat_frames: cudaMemcpy2DAsync
 //   transpose            32×32 tiles through shared memory: coalesced reads and writes
+//   F16 activation, add  16-byte vectors per access, float32 arithmetic: n·(s_in + s_out)
 //
 // Tests: tests/gpu/test_cuda_ops_kernels.cpp; bench: bench/bench_kernels.cpp.
 #include <cuda_fp16.h>
@@ -149,14 +157,29 @@ struct PadMap {
 
 constexpr int kTile = 32, kTileRows = 8;
 
+// The rows of a transpose's source A [R, S_in]: one matrix, or two side by side (row r is row
+// r of `first` [R, first_count] followed by row r of `second` [R, second_count]; the causal
+// cache in front of a chunk, read in place by conv3d_after).
+template <typename Tin>
+struct SourceRows {
+  const Tin* first = nullptr;
+  int64_t first_count = 0;
+  const Tin* second = nullptr;
+  int64_t second_count = 0;
+  __device__ float at(int64_t r, int64_t s) const {
+    return s < first_count ? to_f32(first[r * first_count + s]) : to_f32(second[r * second_count + (s - first_count)]);
+  }
+};
+
 // Per batch: B[s, r] = A[r, map(s)] (0 where map(s) = -1) + bias[s] (bias optional), for A
 // [R, S_in] and B [S, R]. A 32×32 tile goes through shared memory so reads run along A's rows
-// and writes along B's. Grid: x = tiles (flattened, S-major), y = batch.
+// and writes along B's. Grid: x = tiles (flattened, S-major), y = batch (one-part sources
+// only).
 template <typename Tin, typename Tout>
-__global__ void transpose_kernel(const Tin* a, Tout* b, int64_t r_count, int64_t s_count,
-                                 int64_t s_in_count, int64_t s_tiles, PadMap map, const float* bias) {
+__global__ void transpose_kernel(SourceRows<Tin> a, Tout* b, int64_t r_count, int64_t s_count, int64_t s_tiles,
+                                 PadMap map, const float* bias) {
   __shared__ float tile[kTile][kTile + 1];  // +1: no bank conflicts on the transposed read
-  a += blockIdx.y * r_count * s_in_count;
+  a.first += blockIdx.y * r_count * a.first_count;
   b += blockIdx.y * s_count * r_count;
   const int64_t s0 = (blockIdx.x % s_tiles) * kTile, r0 = (blockIdx.x / s_tiles) * kTile;
   const int64_t s = s0 + threadIdx.x;
@@ -164,7 +187,7 @@ __global__ void transpose_kernel(const Tin* a, Tout* b, int64_t r_count, int64_t
 #pragma unroll
   for (int k = 0; k < kTile; k += kTileRows) {
     const int64_t r = r0 + threadIdx.y + k;
-    tile[threadIdx.y + k][threadIdx.x] = (r < r_count && source >= 0) ? to_f32(a[r * s_in_count + source]) : 0.0f;
+    tile[threadIdx.y + k][threadIdx.x] = (r < r_count && source >= 0) ? a.at(r, source) : 0.0f;
   }
   __syncthreads();
 #pragma unroll
@@ -176,16 +199,22 @@ __global__ void transpose_kernel(const Tin* a, Tout* b, int64_t r_count, int64_t
 }
 
 template <typename Tin, typename Tout>
-void launch_transpose(const Tin* a, Tout* b, int64_t batches, int64_t r_count, int64_t s_count,
-                      int64_t s_in_count, const PadMap& map, const float* bias, cudaStream_t stream) {
+void launch_transpose(const SourceRows<Tin>& a, Tout* b, int64_t batches, int64_t r_count, int64_t s_count,
+                      const PadMap& map, const float* bias, cudaStream_t stream) {
   if (batches == 0 || r_count == 0 || s_count == 0) return;
+  WANRT_ASSERT(batches == 1 || a.second == nullptr);
   const int64_t s_tiles = (s_count + kTile - 1) / kTile, r_tiles = (r_count + kTile - 1) / kTile;
   WANRT_CHECK(s_tiles * r_tiles <= int64_t{0x7fffffff} && batches <= 65535,
               "cuda backend: transpose of ", batches, " x [", r_count, ", ", s_count, "] is too large");
   transpose_kernel<Tin, Tout><<<dim3(static_cast<unsigned>(s_tiles * r_tiles), static_cast<unsigned>(batches)),
-                                dim3(kTile, kTileRows), 0, stream>>>(a, b, r_count, s_count, s_in_count, s_tiles,
-                                                                    map, bias);
+                                dim3(kTile, kTileRows), 0, stream>>>(a, b, r_count, s_count, s_tiles, map, bias);
   WANRT_CHECK_LAUNCH();
+}
+
+// One matrix A [R, S_in] as a transpose source.
+template <typename Tin>
+SourceRows<Tin> rows_of(const Tin* a, int64_t s_in_count) {
+  return {a, s_in_count, nullptr, 0};
 }
 
 // out [C, Tp, Hp, Wp] = x [C, T, H, W] placed at (t_front, h_front, w_front) in zeros, converted.
@@ -223,7 +252,8 @@ __global__ void channel_bias_kernel(T* y, const float* bias, int64_t channels, i
 // x [C, P]: out[c, p] = x[c, p] · √C / max(‖x[:, p]‖₂, 1e-12) · gamma[c]. A block owns 32
 // positions (threadIdx.x) and strides over the channels with 8 rows of threads (threadIdx.y);
 // kCached keeps the 32 × C tile in shared memory so x is read from HBM once.
-template <typename T, bool kCached>
+// kSilu applies SiLU to the result (channel_rms_norm_silu: one pass instead of two).
+template <typename T, bool kCached, bool kSilu>
 __global__ void channel_rms_norm_kernel(const T* x, const float* gamma, T* out, int64_t channels,
                                         int64_t positions, float root_c) {
   extern __shared__ float cache[];  // [channels][32] when kCached
@@ -246,7 +276,8 @@ __global__ void channel_rms_norm_kernel(const T* x, const float* gamma, T* out, 
   if (!valid) return;
   for (int64_t c = threadIdx.y; c < channels; c += kTileRows) {
     const float v = kCached ? cache[c * kTile + threadIdx.x] : to_f32(x[c * positions + p]);
-    out[c * positions + p] = from_f32<T>(v * scale * gamma[c]);
+    const float y = v * scale * gamma[c];
+    out[c * positions + p] = from_f32<T>(kSilu ? y / (1.0f + expf(-y)) : y);
   }
 }
 
@@ -341,9 +372,10 @@ struct ConvGeometry {
   int64_t stride_t, stride_h, stride_w;
 };
 
-ConvGeometry conv_geometry(const Tensor& x, const Tensor& weight, const Conv3dOptions& o) {
+// `frames` input frames (x's, plus a prefix's for conv3d_after) of x's channels and size.
+ConvGeometry conv_geometry(const Tensor& x, int64_t frames, const Tensor& weight, const Conv3dOptions& o) {
   ConvGeometry g{};
-  g.cin = x.size(0), g.t_in = x.size(1), g.h_in = x.size(2), g.w_in = x.size(3);
+  g.cin = x.size(0), g.t_in = frames, g.h_in = x.size(2), g.w_in = x.size(3);
   g.cout = weight.size(0), g.kt = weight.size(2), g.kh = weight.size(3), g.kw = weight.size(4);
   g.t_out = conv_out_size(g.t_in, o.pad_t_front, o.pad_t_back, g.kt, o.stride_t, "time");
   g.h_out = conv_out_size(g.h_in, o.pad_top, o.pad_bottom, g.kh, o.stride_h, "height");
@@ -513,10 +545,11 @@ int narrow_to_int(int64_t v) {
   return static_cast<int>(v);
 }
 
-// conv3d in one layout; nullopt where cuDNN has no algorithm for it (nothing is left queued
-// then but the operand copies).
-std::optional<Tensor> conv3d_in_layout(CudaOps& ops, ConvLayout layout, const ConvGeometry& g, const Tensor& x,
-                                       const Tensor& weight, const float* bias) {
+// conv3d in one layout over the frames of `prefix` (may be null) followed by those of x;
+// nullopt where cuDNN has no algorithm for it (nothing is left queued then but the operand
+// copies).
+std::optional<Tensor> conv3d_in_layout(CudaOps& ops, ConvLayout layout, const ConvGeometry& g, const Tensor* prefix,
+                                       const Tensor& x, const Tensor& weight, const float* bias) {
   const DType dtype = ops.options().conv_dtype;
   const bool channels_last = layout == ConvLayout::Ndhwc;
   const cudaStream_t stream = ops.stream();
@@ -549,9 +582,12 @@ std::optional<Tensor> conv3d_in_layout(CudaOps& ops, ConvLayout layout, const Co
     }
   }
 
-  // Operands in the compute dtype and layout.
+  // Operands in the compute dtype and layout. The channels-last copy reads a prefix in place
+  // (same dtype as x: conv3d_after makes sure); the NCDHW path joins them first.
+  const Tensor input = prefix && !channels_last ? ops.concat_frames(*prefix, x) : x;
+  WANRT_ASSERT(!prefix || !channels_last || prefix->dtype() == x.dtype());
   Tensor x_conv, w_conv;
-  dispatch_video(x.dtype(), [&](auto x_tag) {
+  dispatch_video(input.dtype(), [&](auto x_tag) {
     dispatch_video(dtype, [&](auto conv_tag) {
       using Tin = decltype(x_tag);
       using Tc = decltype(conv_tag);
@@ -560,15 +596,18 @@ std::optional<Tensor> conv3d_in_layout(CudaOps& ops, ConvLayout layout, const Co
         x_conv = ops.empty(dtype, {g.tp, g.hp, g.wp, g.cin});
         const PadMap map{g.extra.any(), g.hp, g.wp, g.t_in, g.h_in, g.w_in, g.extra.t_front, g.extra.h_front,
                          g.extra.w_front};
-        launch_transpose<Tin, Tc>(typed<Tin>(x), typed_mut<Tc>(x_conv), 1, g.cin, g.tp * g.hp * g.wp,
-                                  g.t_in * g.h_in * g.w_in, map, nullptr, stream);
+        const int64_t plane = g.h_in * g.w_in;
+        const SourceRows<Tin> rows =
+            prefix ? SourceRows<Tin>{typed<Tin>(*prefix), prefix->size(1) * plane, typed<Tin>(x), x.size(1) * plane}
+                   : rows_of(typed<Tin>(x), g.t_in * plane);
+        launch_transpose<Tin, Tc>(rows, typed_mut<Tc>(x_conv), 1, g.cin, g.tp * g.hp * g.wp, map, nullptr, stream);
       } else if (g.extra.any()) {
         x_conv = ops.empty(dtype, {g.cin, g.tp, g.hp, g.wp});
         pad_convert_kernel<Tin, Tc><<<plane_grid(g.wp, g.hp, g.cin * g.tp, 128), 128, 0, stream>>>(
-            typed<Tin>(x), typed_mut<Tc>(x_conv), g.cin * g.tp, g.tp, g.hp, g.wp, g.t_in, g.h_in, g.w_in, g.extra);
+            typed<Tin>(input), typed_mut<Tc>(x_conv), g.cin * g.tp, g.tp, g.hp, g.wp, g.t_in, g.h_in, g.w_in, g.extra);
         WANRT_CHECK_LAUNCH();
       } else {
-        x_conv = ops.as_dtype(x, dtype);
+        x_conv = ops.as_dtype(input, dtype);
       }
     });
   });
@@ -580,8 +619,8 @@ std::optional<Tensor> conv3d_in_layout(CudaOps& ops, ConvLayout layout, const Co
       dispatch_video(dtype, [&](auto conv_tag) {
         using Tw = decltype(w_tag);
         using Tc = decltype(conv_tag);
-        launch_transpose<Tw, Tc>(typed<Tw>(weight), typed_mut<Tc>(w_conv), g.cout, g.cin, taps, taps, PadMap{},
-                                 nullptr, stream);
+        launch_transpose<Tw, Tc>(rows_of(typed<Tw>(weight), taps), typed_mut<Tc>(w_conv), g.cout, g.cin, taps,
+                                 PadMap{}, nullptr, stream);
       });
     });
   } else {
@@ -635,7 +674,8 @@ std::optional<Tensor> conv3d_in_layout(CudaOps& ops, ConvLayout layout, const Co
     Tensor out = ops.empty(dtype, {g.cout, g.t_out, g.h_out, g.w_out});
     dispatch_video(dtype, [&](auto tag) {
       using T = decltype(tag);
-      launch_transpose<T, T>(typed<T>(y), typed_mut<T>(out), 1, positions, g.cout, g.cout, PadMap{}, bias, stream);
+      launch_transpose<T, T>(rows_of(typed<T>(y), g.cout), typed_mut<T>(out), 1, positions, g.cout, PadMap{}, bias,
+                             stream);
     });
     return out;
   }
@@ -659,16 +699,27 @@ std::optional<Tensor> conv3d_in_layout(CudaOps& ops, ConvLayout layout, const Co
 
 }  // namespace
 
-Tensor CudaOps::conv3d(const Tensor& x, const Tensor& weight, const Tensor* bias, const Conv3dOptions& o) {
+namespace {
+
+// conv3d and conv3d_after: `prefix` (may be null) holds frames that come before x's.
+Tensor run_conv3d(CudaOps& ops, const Tensor* prefix, const Tensor& x, const Tensor& weight, const Tensor* bias,
+                  const Conv3dOptions& o) {
   expect_video_tensor(x, "conv3d input");
   expect_video_tensor(weight, "conv3d weight");
   WANRT_CHECK(x.dim() == 4 && weight.dim() == 5 && weight.size(1) == x.size(0), "conv3d: input ",
               x.describe(), " does not match weight ", weight.describe(),
               " (expected [Cin, T, H, W] and [Cout, Cin, kt, kh, kw])");
-  const ConvGeometry geometry = conv_geometry(x, weight, o);
+  if (prefix) {
+    expect_video_tensor(*prefix, "conv3d prefix");
+    WANRT_CHECK(prefix->dim() == 4 && prefix->size(0) == x.size(0) && prefix->size(2) == x.size(2) &&
+                    prefix->size(3) == x.size(3),
+                "conv3d_after: prefix ", prefix->describe(), " and input ", x.describe(), " differ past the time axis");
+  }
+  const int64_t frames = x.size(1) + (prefix ? prefix->size(1) : 0);
+  const ConvGeometry geometry = conv_geometry(x, frames, weight, o);
   Tensor bias_f32;
-  const float* b = bias ? float_vector(*this, *bias, geometry.cout, "conv3d bias", bias_f32) : nullptr;
-  const DType dtype = options_.conv_dtype;
+  const float* b = bias ? float_vector(ops, *bias, geometry.cout, "conv3d bias", bias_f32) : nullptr;
+  const DType dtype = ops.options().conv_dtype;
   WANRT_CHECK(dtype == DType::F32 || dtype == DType::BF16 || dtype == DType::F16,
               "conv3d: CudaOptions::conv_dtype must be F32, BF16 or F16, got ", dtype_name(dtype));
 #ifndef WANRT_HAVE_CUDNN
@@ -679,19 +730,35 @@ Tensor CudaOps::conv3d(const Tensor& x, const Tensor& weight, const Tensor* bias
   const ConvLayout first = preferred_conv_layout();
   const ConvLayout second = first == ConvLayout::Ndhwc ? ConvLayout::Ncdhw : ConvLayout::Ndhwc;
   for (const ConvLayout layout : {first, second})
-    if (std::optional<Tensor> y = conv3d_in_layout(*this, layout, geometry, x, weight, b)) return *std::move(y);
-  fail("conv3d: cuDNN has no algorithm for ", x.describe(), " * ", weight.describe(), " in ",
-       dtype_name(dtype), (options_.tf32_convolutions ? " (TF32)" : ""), " in either layout");
+    if (std::optional<Tensor> y = conv3d_in_layout(ops, layout, geometry, prefix, x, weight, b)) return *std::move(y);
+  fail("conv3d: cuDNN has no algorithm for ", x.describe(), " (", frames, " frames) * ", weight.describe(), " in ",
+       dtype_name(dtype), (ops.options().tf32_convolutions ? " (TF32)" : ""), " in either layout");
 #endif
 }
 
-Tensor CudaOps::channel_rms_norm(const Tensor& x, const Tensor& gamma) {
+}  // namespace
+
+Tensor CudaOps::conv3d(const Tensor& x, const Tensor& weight, const Tensor* bias, const Conv3dOptions& o) {
+  return run_conv3d(*this, nullptr, x, weight, bias, o);
+}
+
+Tensor CudaOps::conv3d_after(const Tensor& prefix, const Tensor& x, const Tensor& weight, const Tensor* bias,
+                             const Conv3dOptions& o) {
+  // The in-place read needs one element type; mixed dtypes take the joined copy instead.
+  if (prefix.dtype() != x.dtype()) return run_conv3d(*this, nullptr, concat_frames(prefix, x), weight, bias, o);
+  return run_conv3d(*this, &prefix, x, weight, bias, o);
+}
+
+namespace {
+
+template <bool kSilu>
+Tensor run_channel_rms_norm(CudaOps& ops, const Tensor& x, const Tensor& gamma) {
   expect_video_tensor(x, "channel_rms_norm input");
   WANRT_CHECK(x.dim() >= 2, "channel_rms_norm needs [C, ...], got ", x.describe());
   const int64_t channels = x.size(0), positions = channels ? x.numel() / channels : 0;
   Tensor gamma_f32;
-  const float* g = float_vector(*this, gamma, channels, "channel_rms_norm gamma", gamma_f32);
-  Tensor out = empty(x.dtype(), x.shape());
+  const float* g = float_vector(ops, gamma, channels, "channel_rms_norm gamma", gamma_f32);
+  Tensor out = ops.empty(x.dtype(), x.shape());
   if (x.numel() == 0) return out;
   const float root_c = std::sqrt(static_cast<float>(channels));
   const int64_t blocks = (positions + kTile - 1) / kTile;
@@ -703,17 +770,28 @@ Tensor CudaOps::channel_rms_norm(const Tensor& x, const Tensor& gamma) {
     using T = decltype(tag);
     const dim3 block(kTile, kTileRows);
     if (cache_bytes <= kMaxCacheBytes) {
-      WANRT_CHECK_CUDA(cudaFuncSetAttribute(channel_rms_norm_kernel<T, true>,
+      WANRT_CHECK_CUDA(cudaFuncSetAttribute(channel_rms_norm_kernel<T, true, kSilu>,
                                             cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(cache_bytes)));
-      channel_rms_norm_kernel<T, true><<<static_cast<unsigned>(blocks), block, static_cast<size_t>(cache_bytes), stream_>>>(
-          typed<T>(x), g, typed_mut<T>(out), channels, positions, root_c);
+      channel_rms_norm_kernel<T, true, kSilu>
+          <<<static_cast<unsigned>(blocks), block, static_cast<size_t>(cache_bytes), ops.stream()>>>(
+              typed<T>(x), g, typed_mut<T>(out), channels, positions, root_c);
     } else {
-      channel_rms_norm_kernel<T, false><<<static_cast<unsigned>(blocks), block, 0, stream_>>>(
+      channel_rms_norm_kernel<T, false, kSilu><<<static_cast<unsigned>(blocks), block, 0, ops.stream()>>>(
           typed<T>(x), g, typed_mut<T>(out), channels, positions, root_c);
     }
     WANRT_CHECK_LAUNCH();
   });
   return out;
+}
+
+}  // namespace
+
+Tensor CudaOps::channel_rms_norm(const Tensor& x, const Tensor& gamma) {
+  return run_channel_rms_norm<false>(*this, x, gamma);
+}
+
+Tensor CudaOps::channel_rms_norm_silu(const Tensor& x, const Tensor& gamma) {
+  return run_channel_rms_norm<true>(*this, x, gamma);
 }
 
 Tensor CudaOps::upsample_nearest_2x(const Tensor& x) {
@@ -778,7 +856,7 @@ Tensor CudaOps::transpose(const Tensor& x) {
   Tensor out = empty(x.dtype(), {cols, rows});
   dispatch_video(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    launch_transpose<T, T>(typed<T>(x), typed_mut<T>(out), 1, rows, cols, cols, PadMap{}, nullptr, stream_);
+    launch_transpose<T, T>(rows_of(typed<T>(x), cols), typed_mut<T>(out), 1, rows, cols, PadMap{}, nullptr, stream_);
   });
   return out;
 }
