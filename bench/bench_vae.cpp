@@ -3,8 +3,8 @@
 //   encode  the conditioning video at 720p: 1 image frame + 80 zero frames, [3, 81, 720, 1280]
 //           -> latent [16, 21, 90, 160]
 //   decode  a latent [16, 21, 90, 160] -> [3, 81, 720, 1280]
-// once per conv dtype (CudaOptions::conv_dtype bf16 and fp32; --tf32 lets the fp32 convs use
-// TF32 tensor cores, as PyTorch's cuDNN does by default for the reference VAE).
+// once per conv dtype (CudaOptions::conv_dtype: fp16, the default, bf16 and fp32; --tf32 lets
+// the fp32 convs use TF32 tensor cores, as PyTorch's cuDNN does by default for the reference VAE).
 //
 // Reported per (dtype, phase): wall time of WanVae::encode/decode (host calls that end in
 // downloads, so the host clock after a device sync is exact), peak device memory, and from one
@@ -14,7 +14,7 @@
 // Weights are RANDOM (speed does not depend on their values); they come from the same
 // name/shape list a checkpoint is checked against (VaeCheckpointConfig::expected_tensors).
 //
-//   bench_vae [--phase encode|decode|both] [--conv-dtype bf16|fp32|both] [--tf32]
+//   bench_vae [--phase encode|decode|both] [--conv-dtype fp16|bf16|fp32|all|LIST] [--tf32]
 //             [--size 720p|480p] [--warmup N] [--repeats N] [--no-profile]
 //             [--peak-tflops X] [--conv-ceiling X] [--seed N] [--cpu --tiny]
 #include <cstdio>
@@ -34,7 +34,8 @@ namespace {
 constexpr const char* kUsage = R"(bench_vae: Wan2.1 VAE encode and decode at full size (random weights).
 
   --phase P             encode, decode or both (default both)
-  --conv-dtype D        bf16, fp32 or both (default both): CudaOptions::conv_dtype
+  --conv-dtype D        fp16 (default, CudaOptions' default), bf16, fp32, all, or a
+                        comma-separated list: CudaOptions::conv_dtype
   --tf32                TF32 tensor cores for the fp32 convolutions (CudaOptions::tf32)
   --size S              720p (default: 1280x720) or 480p (832x480); 81 frames
   --frames N            video frames, 4k+1 (default 81)
@@ -78,7 +79,7 @@ int run(int argc, char** argv) {
   const bool cpu = args.flag("--cpu");
   const bool tiny = args.flag("--tiny");
   const std::string phase_flag = args.value("--phase").value_or("both");
-  const std::string dtype_flag = args.value("--conv-dtype").value_or("both");
+  const std::string dtype_flag = args.value("--conv-dtype").value_or("fp16");
   const bool tf32 = args.flag("--tf32");
   const std::string size_flag = args.value("--size").value_or("720p");
   const int64_t frames = args.integer("--frames", tiny ? 5 : 81, 1);
@@ -94,8 +95,19 @@ int run(int argc, char** argv) {
   require_cuda_build(cpu);
   WANRT_CHECK(phase_flag == "encode" || phase_flag == "decode" || phase_flag == "both",
               "--phase ", phase_flag, ": choose encode, decode or both");
-  WANRT_CHECK(dtype_flag == "bf16" || dtype_flag == "fp32" || dtype_flag == "both",
-              "--conv-dtype ", dtype_flag, ": choose bf16, fp32 or both");
+  std::vector<std::string> dtypes;
+  {
+    const std::string list = dtype_flag == "all" ? "fp16,bf16,fp32" : dtype_flag;
+    size_t begin = 0;
+    while (begin <= list.size()) {
+      const size_t end = std::min(list.find(',', begin), list.size());
+      const std::string item = list.substr(begin, end - begin);
+      WANRT_CHECK(item == "fp16" || item == "bf16" || item == "fp32", "--conv-dtype ", dtype_flag,
+                  ": choose fp16, bf16, fp32, all, or a comma-separated list of them");
+      dtypes.push_back(item);
+      begin = end + 1;
+    }
+  }
   WANRT_CHECK((frames - 1) % 4 == 0, "--frames ", frames, ": must be 4k+1 (1, 5, ..., 81)");
   int64_t height = 720, width = 1280;
   if (tiny) {
@@ -105,9 +117,6 @@ int run(int argc, char** argv) {
   } else {
     WANRT_CHECK(size_flag == "720p", "--size ", size_flag, ": choose 720p or 480p");
   }
-  std::vector<std::string> dtypes;
-  if (dtype_flag != "fp32") dtypes.push_back("bf16");
-  if (dtype_flag != "bf16") dtypes.push_back("fp32");
   if (cpu) dtypes = {"fp32"};  // the CPU reference computes in float32 only
   const bool do_encode = phase_flag != "decode", do_decode = phase_flag != "encode";
 
@@ -144,7 +153,7 @@ int run(int argc, char** argv) {
     if (!cpu) {
       CudaOptions options;
       options.tf32_convolutions = tf32;
-      options.conv_dtype = dtype == "bf16" ? DType::BF16 : DType::F32;
+      options.conv_dtype = dtype == "fp16" ? DType::F16 : dtype == "bf16" ? DType::BF16 : DType::F32;
       backend = make_cuda_backend(options);
     }
 #endif

@@ -5,7 +5,8 @@
 #   test-all     the whole suite
 #   micro        bench_linear, bench_kernels, bench_attention + PyTorch SDPA in the same run
 #   dit          bench_dit 720p and 480p, and the PyTorch eager baseline of the same forward
-#   vae-t5       bench_vae (bf16; fp32 with TF32 convolutions, the default) and bench_t5
+#   vae-t5       bench_vae (fp16, the default; fp32 with TF32 convolutions) and bench_t5
+#   quant        bench_dit at 720p with --quantize int8 and fp8 (the bf16 row is the dit stage's)
 #   e2e          full-size random checkpoint + `wanrt generate` at 480p, 81 frames, 40 steps
 # Usage: tools/gpu-session.sh [--golden DIR] STAGE...   (stages run in the order given)
 set -uo pipefail
@@ -43,9 +44,14 @@ for s in "$@"; do
       timeout 200 python3 bench/pytorch_dit.py --size all --blocks 8 --warmup 1 --repeats 2 > "$out/pytorch_dit.log" 2>&1; tail -25 "$out/pytorch_dit.log" ;;
     vae-t5)
       stage vae-t5
-      timeout 180 ./build-gpu/bench_vae --conv-dtype bf16 > "$out/bench_vae_bf16.log" 2>&1; tail -20 "$out/bench_vae_bf16.log"
+      timeout 180 ./build-gpu/bench_vae --conv-dtype fp16 > "$out/bench_vae_fp16.log" 2>&1; tail -20 "$out/bench_vae_fp16.log"
       timeout 180 ./build-gpu/bench_vae --conv-dtype fp32 --tf32 > "$out/bench_vae_tf32.log" 2>&1; tail -20 "$out/bench_vae_tf32.log"
       timeout 60 ./build-gpu/bench_t5 --tokens 512 --warmup 1 --repeats 5 > "$out/bench_t5.log" 2>&1; tail -15 "$out/bench_t5.log" ;;
+    quant)
+      stage quant
+      for q in int8 fp8; do
+        timeout 240 ./build-gpu/bench_dit --size 720p --quantize $q --warmup 1 --repeats 2 > "$out/bench_dit_$q.log" 2>&1; tail -30 "$out/bench_dit_$q.log"
+      done ;;
     e2e)
       stage e2e
       bash bench/bench_e2e.sh --wanrt build-gpu/wanrt --work /tmp/wanrt-e2e > "$out/e2e.log" 2>&1; tail -40 "$out/e2e.log" ;;

@@ -127,9 +127,21 @@ class Ops {
   // x [Cin, T, H, W], weight [Cout, Cin, kt, kh, kw], bias [Cout] or null -> [Cout, T', H', W'].
   virtual Tensor conv3d(const Tensor& x, const Tensor& weight, const Tensor* bias,
                         const Conv3dOptions& options) = 0;
+  // conv3d over the frames of `prefix` followed by those of x (a chunked causal conv: the
+  // cached frames of the previous chunk, then this chunk), without the caller building the
+  // concatenation; a backend may read both in place. Default: exactly that composition.
+  virtual Tensor conv3d_after(const Tensor& prefix, const Tensor& x, const Tensor& weight,
+                              const Tensor* bias, const Conv3dOptions& options) {
+    return conv3d(concat_frames(prefix, x), weight, bias, options);
+  }
   // x / max(‖x‖₂ over channels, 1e-12) · √C · gamma at every (t, h, w); x [C, T, H, W],
   // gamma [C] (the Wan VAE's RMS_norm).
   virtual Tensor channel_rms_norm(const Tensor& x, const Tensor& gamma) = 0;
+  // SiLU(channel_rms_norm(x, gamma)), the pre-activation of the VAE's kernel-3 convs, as one
+  // op so a backend can read x once and write once. Default: the two ops.
+  virtual Tensor channel_rms_norm_silu(const Tensor& x, const Tensor& gamma) {
+    return activation(channel_rms_norm(x, gamma), Activation::Silu);
+  }
   // Nearest-neighbour ×2 upsampling of H and W: [C, T, H, W] -> [C, T, 2H, 2W].
   virtual Tensor upsample_nearest_2x(const Tensor& x) = 0;
   // Frames [begin, end) of x [C, T, H, W]; concatenation along T.

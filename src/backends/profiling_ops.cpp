@@ -247,10 +247,25 @@ Tensor ProfilingOps::embedding(const Tensor& table, const Tensor& ids) {
 Tensor ProfilingOps::conv3d(const Tensor& x, const Tensor& weight, const Tensor* bias,
                             const Conv3dOptions& options) {
   if (!enabled_) return inner_.conv3d(x, weight, bias, options);
-  const Cost input{0, bytes_of(x) + bytes_of(weight) + bytes_of(bias), {}};
+  return measure_conv(bytes_of(x), weight, bias, options,
+                      [&] { return inner_.conv3d(x, weight, bias, options); });
+}
+
+// Counted as conv3d (the same FLOPs per output voxel; the input bytes are both parts').
+Tensor ProfilingOps::conv3d_after(const Tensor& prefix, const Tensor& x, const Tensor& weight,
+                                  const Tensor* bias, const Conv3dOptions& options) {
+  if (!enabled_) return inner_.conv3d_after(prefix, x, weight, bias, options);
+  return measure_conv(bytes_of(prefix) + bytes_of(x), weight, bias, options,
+                      [&] { return inner_.conv3d_after(prefix, x, weight, bias, options); });
+}
+
+template <typename Call>
+Tensor ProfilingOps::measure_conv(double input_bytes, const Tensor& weight, const Tensor* bias,
+                                  const Conv3dOptions& options, Call&& call) {
+  const Cost input{0, input_bytes + bytes_of(weight) + bytes_of(bias), {}};
   sync_();
   const auto start = Clock::now();
-  Tensor out = inner_.conv3d(x, weight, bias, options);
+  Tensor out = call();
   sync_();
   const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
   // The FLOPs need the output's voxel count, so they are computed after the call.
@@ -272,6 +287,12 @@ Tensor ProfilingOps::channel_rms_norm(const Tensor& x, const Tensor& gamma) {
   return measure("channel_rms_norm", OpCategory::Video,
                  [&] { return Cost{0, bytes_of(x) + bytes_of(gamma), {}}; },
                  [&] { return inner_.channel_rms_norm(x, gamma); });
+}
+
+Tensor ProfilingOps::channel_rms_norm_silu(const Tensor& x, const Tensor& gamma) {
+  return measure("channel_rms_norm_silu", OpCategory::Video,
+                 [&] { return Cost{0, bytes_of(x) + bytes_of(gamma), {}}; },
+                 [&] { return inner_.channel_rms_norm_silu(x, gamma); });
 }
 
 Tensor ProfilingOps::upsample_nearest_2x(const Tensor& x) {

@@ -126,7 +126,10 @@ class ProfilingOps final : public Ops {
 
   Tensor conv3d(const Tensor& x, const Tensor& weight, const Tensor* bias,
                 const Conv3dOptions& options) override;
+  Tensor conv3d_after(const Tensor& prefix, const Tensor& x, const Tensor& weight, const Tensor* bias,
+                      const Conv3dOptions& options) override;
   Tensor channel_rms_norm(const Tensor& x, const Tensor& gamma) override;
+  Tensor channel_rms_norm_silu(const Tensor& x, const Tensor& gamma) override;
   Tensor upsample_nearest_2x(const Tensor& x) override;
   Tensor frames(const Tensor& x, int64_t begin, int64_t end) override;
   Tensor concat_frames(const Tensor& a, const Tensor& b) override;
@@ -160,6 +163,10 @@ class ProfilingOps final : public Ops {
                bool count_output = true);
   void record(const char* op, OpCategory category, double seconds, const Cost& cost,
               double output_bytes);
+  // conv3d and conv3d_after: times `call` and records it as "conv3d" with its FLOPs.
+  template <typename Call>
+  Tensor measure_conv(double input_bytes, const Tensor& weight, const Tensor* bias,
+                      const Conv3dOptions& options, Call&& call);
 
   Ops& inner_;
   std::function<void()> sync_;

@@ -5,7 +5,7 @@
 namespace wanrt::vae {
 
 Tensor norm_silu(Ops& ops, const Tensor& x, const Tensor& gamma) {
-  return ops.activation(ops.channel_rms_norm(x, gamma), Activation::Silu);
+  return ops.channel_rms_norm_silu(x, gamma);
 }
 
 namespace {
@@ -45,6 +45,14 @@ Tensor CausalConv3d::apply(Ops& ops, const Tensor& x, int64_t front_zeros) const
   return ops.conv3d(x, weight, &bias, call_options);
 }
 
+Tensor CausalConv3d::apply_after(Ops& ops, const Tensor& prefix, const Tensor& x,
+                                 int64_t front_zeros) const {
+  Conv3dOptions call_options = options;
+  call_options.pad_t_front = front_zeros;
+  call_options.pad_t_back = 0;
+  return ops.conv3d_after(prefix, x, weight, &bias, call_options);
+}
+
 Tensor CausalConv3d::forward(Ops& ops, const Tensor& x) {
   if (time_context == 0) return apply(ops, x, 0);
   const int64_t frames_in = x.size(1);
@@ -58,9 +66,10 @@ Tensor CausalConv3d::forward(Ops& ops, const Tensor& x) {
     const int64_t from_cache = std::min(cached, time_context - frames_in);
     next_cache = ops.concat_frames(ops.frames(cache, cached - from_cache, cached), x);
   }
-  // The frames missing before the cache (all of them at the start) are zeros.
+  // The frames missing before the cache (all of them at the start) are zeros; the cache goes
+  // in front of x without a concatenation (conv3d_after).
   Tensor y = cached == 0 ? apply(ops, x, time_context)
-                         : apply(ops, ops.concat_frames(cache, x), time_context - cached);
+                         : apply_after(ops, cache, x, time_context - cached);
   cache = std::move(next_cache);
   return y;
 }
@@ -173,9 +182,11 @@ Tensor Resample::spatial(Ops& ops, const Tensor& x) const {
 
 Tensor interleave_channel_halves(Ops& ops, const Tensor& y) {
   const int64_t c = y.size(0) / 2, frames = y.size(1), h = y.size(2), w = y.size(3);
+  // The halves are contiguous blocks of y: views, not copies (and no op that must know y's
+  // dtype, which on the GPU may be F16, a video-op-only dtype).
   const Tensor flat = y.reshape({2 * c, frames * h * w});
-  const Tensor even = ops.rows(flat, 0, c).reshape({c, frames, h, w});      // frames 2k
-  const Tensor odd = ops.rows(flat, c, 2 * c).reshape({c, frames, h, w});   // frames 2k+1
+  const Tensor even = flat.slice_rows(0, c).reshape({c, frames, h, w});      // frames 2k
+  const Tensor odd = flat.slice_rows(c, 2 * c).reshape({c, frames, h, w});   // frames 2k+1
   if (frames == 1) return ops.concat_frames(even, odd);
   Tensor out;  // [C, 2t, H, W]
   for (int64_t k = 0; k < frames; ++k) {
@@ -200,7 +211,7 @@ Tensor Resample::forward(Ops& ops, const Tensor& x) {
         out = ops.frames(y, 0, 1);  // the first frame passes through: no conv, no bias
         if (frames > 1) out = ops.concat_frames(out, time_conv.apply(ops, y, 0));
       } else {
-        out = time_conv.apply(ops, ops.concat_frames(previous_frame, y), 0);
+        out = time_conv.apply_after(ops, previous_frame, y, 0);
       }
       previous_frame = ops.frames(y, frames - 1, frames);
       return out;

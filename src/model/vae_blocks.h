@@ -51,6 +51,8 @@ struct CausalConv3d {
   Tensor forward(Ops& ops, const Tensor& x);
   // The conv over x with `front_zeros` zero frames in front and no cache (stateless).
   Tensor apply(Ops& ops, const Tensor& x, int64_t front_zeros) const;
+  // The conv over `front_zeros` zero frames, then prefix's frames, then x's (stateless).
+  Tensor apply_after(Ops& ops, const Tensor& prefix, const Tensor& x, int64_t front_zeros) const;
   void reset() { cache = Tensor(); }
   int64_t out_channels() const { return weight.size(0); }
 };
@@ -114,7 +116,8 @@ struct Resample {
 // become frame 2k and channels [C:2C] frame 2k+1 -> [C, 2t, H, W].
 Tensor interleave_channel_halves(Ops& ops, const Tensor& y);
 
-// RMS_norm (channel axis, L2 clamp) then SiLU: the pre-activation of every kernel-3 conv.
+// RMS_norm (channel axis, L2 clamp) then SiLU: the pre-activation of every kernel-3 conv (one
+// op, Ops::channel_rms_norm_silu).
 Tensor norm_silu(Ops& ops, const Tensor& x, const Tensor& gamma);
 
 }  // namespace wanrt::vae

@@ -1,6 +1,8 @@
 // WanVae: loading, and the chunked encode / decode schedules of the reference (spec §2.6).
 #include <algorithm>
+#include <cmath>
 #include <cstring>
+#include <span>
 #include <set>
 
 #include "io/safetensors.h"
@@ -65,6 +67,18 @@ Tensor host_f32(const Tensor& t, const char* what) {
               t.describe());
   WANRT_CHECK(dtype_is_float(t.dtype()), what, " must be a float tensor, got ", t.describe());
   return t.dtype() == DType::F32 && t.is_contiguous() ? t : t.to(DType::F32);
+}
+
+// A chunk's result must be finite: on the GPU the VAE computes in a 16-bit type by default
+// (CudaOptions::conv_dtype F16), whose range ends at 65504; a larger activation becomes inf,
+// then NaN. The error says so instead of letting a broken video or latent through.
+void check_finite(const Tensor& host, const char* what, const Ops& ops) {
+  const std::span<const float> values = host.floats();
+  const auto bad = std::find_if(values.begin(), values.end(), [](float v) { return !std::isfinite(v); });
+  WANRT_CHECK(bad == values.end(), what, ": the ", ops.name(), " backend produced a non-finite value (", *bad,
+              " at element ", bad - values.begin(), " of ", host.describe(),
+              "). On CUDA the VAE computes in F16 by default, whose range ends at 65504: run it in "
+              "float32 (--vae_dtype fp32, CudaOptions::conv_dtype F32)");
 }
 
 // Clears every cache when a call ends, also by an exception, so the next video starts clean.
@@ -139,16 +153,24 @@ Shape WanVae::video_shape_for(const Shape& latent_shape) const {
 Tensor WanVae::encode(Ops& ops, const Tensor& video) {
   const Shape latent_shape = latent_shape_for(video.shape());
   const Tensor frames = host_f32(video, "VAE encode: the video");
-  const int64_t time_factor = config.temporal_factor();
+  const int64_t time_factor = config.temporal_factor(), chunks = latent_shape[1];
   Tensor mean_latent = Tensor::empty(DType::F32, latent_shape);  // [z, T, h, w]
   const ResetOnExit reset_caches(*this);
   // Chunk 0 is frame 0 alone, chunk j >= 1 frames [1 + 4(j − 1), 1 + 4j): one latent each.
-  for (int64_t chunk = 0; chunk < latent_shape[1]; ++chunk) {
+  const auto chunk_input = [&](int64_t chunk) {
     const int64_t begin = chunk == 0 ? 0 : 1 + time_factor * (chunk - 1);
     const int64_t end = 1 + time_factor * chunk;
-    const Tensor mean = ops.download(
-        encoder.forward(ops, ops.upload(copy_host_frames(frames, begin, end))));  // [z, 1, h, w]
+    return ops.upload(copy_host_frames(frames, begin, end));
+  };
+  // The next chunk's frames are cut out and uploaded before this chunk's result is waited
+  // for, so that host work overlaps the device's (a no-op reordering on the CPU backend).
+  Tensor pending = encoder.forward(ops, chunk_input(0));
+  for (int64_t chunk = 0; chunk < chunks; ++chunk) {
+    const Tensor next_input = chunk + 1 < chunks ? chunk_input(chunk + 1) : Tensor();
+    const Tensor mean = ops.download(pending);  // [z, 1, h, w]
+    pending = chunk + 1 < chunks ? encoder.forward(ops, next_input) : Tensor();
     WANRT_ASSERT(mean.shape() == Shape({latent_shape[0], 1, latent_shape[2], latent_shape[3]}));
+    check_finite(mean, "VAE encode", ops);
     paste_host_frames(mean_latent, mean, chunk);
   }
   return vae::normalize_latent(mean_latent);
@@ -160,13 +182,22 @@ void WanVae::decode_streaming(Ops& ops, const Tensor& latent, const VaeFrameSink
   const Tensor denormalized =
       ops.upload(vae::denormalize_latent(host_f32(latent, "VAE decode: the latent")));
   const ResetOnExit reset_caches(*this);
+  const int64_t chunks = latent.size(1);
+  // The next chunk is queued before this chunk's frames are checked, clamped and handed to the
+  // sink, so that host work (tens of ms per chunk at 720p: page faults of fresh buffers, the
+  // sink's copies or video encoding) overlaps the device's on the next chunk instead of
+  // leaving it idle. On the CPU backend, where ops run as they are called, only the order
+  // changes.
+  Tensor pending = decoder.forward(ops, ops.frames(denormalized, 0, 1));
   int64_t next_frame = 0;
-  for (int64_t chunk = 0; chunk < latent.size(1); ++chunk) {
-    Tensor frames =
-        ops.download(decoder.forward(ops, ops.frames(denormalized, chunk, chunk + 1)));
+  for (int64_t chunk = 0; chunk < chunks; ++chunk) {
+    Tensor frames = ops.download(pending);
+    pending = chunk + 1 < chunks ? decoder.forward(ops, ops.frames(denormalized, chunk + 1, chunk + 2))
+                                 : Tensor();
     WANRT_ASSERT(frames.size(0) == 3 && frames.size(2) == video_shape[2] &&
                  frames.size(3) == video_shape[3] &&
                  next_frame + frames.size(1) <= video_shape[1]);
+    check_finite(frames, "VAE decode", ops);
     if (options.clamp)
       for (float& v : frames.floats()) v = std::clamp(v, -1.0f, 1.0f);
     sink(frames, next_frame);

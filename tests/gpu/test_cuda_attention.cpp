@@ -1,8 +1,9 @@
 // CudaOps::attention against the float32 CPU reference on fresh random inputs: the Hopper
 // kernel (sm_90 GPUs, head_dim 128, every compiled tiling), the portable flash kernel
-// (head_dim 64/128, every compiled tiling) and the generic kernel (other head dims, bias,
-// negative scale), sequence lengths off and on the tile sizes, cross-attention shapes, kv_len
-// masking with hostile values in the masked keys, F32 and BF16 inputs, poisoned outputs.
+// (head_dim 64/128, every compiled tiling), the generic kernel (other head dims, bias,
+// negative scale) and the GEMM path (long sequences of other head dims: the VAE's one head of
+// 384), sequence lengths off and on the tile sizes, cross-attention shapes, kv_len masking
+// with hostile values in the masked keys, F32 and BF16 inputs, poisoned outputs.
 // Tests whose name contains "Small" are the quick set (compute-sanitizer runs them).
 // WANRT_TEST_SM90_TILING=i restricts the Hopper tests to tiling i of sm90_attention_tilings()
 // (so that each tiling can run in its own process, under its own time limit).
@@ -22,6 +23,7 @@
 
 #ifdef WANRT_HAVE_CUDA
 #include "backends/cuda/cuda_attention.h"
+#include "backends/cuda/cuda_gemm_attention.h"
 #include "backends/cuda/cuda_ops_impl.h"
 #include "backends/cuda/cuda_ops.h"
 #endif
@@ -35,7 +37,7 @@ namespace {
 // case lands at 3e-3 too); 1e-2 leaves room without hiding a wrong row or a missed key.
 constexpr double kTolerance = 1e-2;
 
-enum class Path { Default, Generic };
+enum class Path { Default, Generic, Gemm };
 
 struct Case {
   int64_t lq, lk, heads, d;
@@ -159,7 +161,9 @@ class CudaAttentionTest : public ::testing::Test {
 
   double check(const Case& c, Path path = Path::Default) {
     return check(c, [&](const Tensor& q, const Tensor& k, const Tensor& v, const AttentionOptions& o) {
-      return path == Path::Generic ? generic_attention(cuda(), q, k, v, o) : gpu_->attention(q, k, v, o);
+      if (path == Path::Generic) return generic_attention(cuda(), q, k, v, o);
+      if (path == Path::Gemm) return gemm_attention(cuda(), q, k, v, o);
+      return gpu_->attention(q, k, v, o);
     });
   }
 
@@ -280,6 +284,58 @@ TEST_F(CudaAttentionTest, SmallEveryFlashTiling) {
         });
     }
   }
+}
+
+// ---- the GEMM path ----
+
+// The VAE's mid-block attention at small frame sizes: one head of 384 channels (the op picks
+// the GEMM path from kGemmAttentionMinKeys keys on), off-multiple lengths, several heads.
+TEST_F(CudaAttentionTest, GemmPathVaeShapes) {
+  for (const Case& c : {Case{300, 300, 1, 384}, Case{1000, 700, 1, 384}, Case{257, 1001, 1, 384},
+                        Case{500, 600, 3, 96}, Case{70, 259, 2, 40}}) {
+    Tensor q = testing::random_normal({c.lq, c.heads, c.d}, rng_), k = testing::random_normal({c.lk, c.heads, c.d}, rng_);
+    ASSERT_TRUE(gemm_attention_applies(q, k, {})) << c.describe();
+    check(c);
+  }
+  // Below the thresholds, and with a bias, the op keeps the generic kernel.
+  const Tensor q = testing::random_normal({40, 1, 384}, rng_), k = testing::random_normal({300, 1, 384}, rng_);
+  EXPECT_FALSE(gemm_attention_applies(q, k, {}));
+  EXPECT_FALSE(gemm_attention_applies(k, q, {}));
+  const Tensor bias = testing::random_normal({1, 300, 300}, rng_);
+  EXPECT_FALSE(gemm_attention_applies(k, k, {.bias = &bias}));
+  EXPECT_FALSE(gemm_attention_applies(testing::random_normal({300, 1, 128}, rng_),
+                                      testing::random_normal({300, 1, 128}, rng_), {}));
+}
+
+// Small shapes, forced onto the GEMM path: single rows and keys, key counts not a multiple of
+// the softmax's 4-wide reads, kv_len masks, F32 inputs, sharp, flat and negative scales.
+TEST_F(CudaAttentionTest, SmallGemmPathEveryShape) {
+  int n = 0;
+  for (int64_t d : {384, 96, 40, 1})
+    for (int64_t lq : kSmallLengths)
+      for (int64_t lk : kSmallLengths) check({lq, lk, 1 + (n++ % 3), d}, Path::Gemm);
+  for (const auto& [lk, kv_len] : std::vector<std::pair<int64_t, int64_t>>{{64, 1}, {129, 65}, {300, 17}, {200, 199}})
+    check({97, lk, 2, 384, kv_len}, Path::Gemm);
+  check({65, 129, 2, 384, -1, false, DType::F32}, Path::Gemm);
+  check({129, 63, 3, 96, 50, false, DType::F32}, Path::Gemm);
+  for (const float scale : {0.5f, 1e-3f, -0.125f}) check({65, 129, 2, 384, -1, false, DType::BF16, scale}, Path::Gemm);
+}
+
+// Query chunks: a small scratch budget splits the queries into many chunks, the last one
+// partial; the result must not depend on the split.
+TEST_F(CudaAttentionTest, SmallGemmPathQueryChunks) {
+  for (const int64_t scratch : {int64_t{1}, int64_t{6 * 2 * 129 * 37}, int64_t{6 * 2 * 129 * 64}})
+    check({300, 129, 2, 96}, [&](const Tensor& q, const Tensor& k, const Tensor& v, const AttentionOptions& o) {
+      return gemm_attention(cuda(), q, k, v, o, scratch);
+    });
+}
+
+TEST_F(CudaAttentionTest, SmallGemmPathRefusesABias) {
+  const Tensor q = gpu_->upload(testing::random_normal({8, 1, 96}, rng_));
+  const Tensor bias = gpu_->upload(testing::random_normal({1, 8, 8}, rng_));
+  EXPECT_THROW(gemm_attention(cuda(), q, q, q, {.bias = &bias}), Error);
+  EXPECT_THROW(gemm_attention(cuda(), q, q, q, {.kv_len = 9}), Error);
+  EXPECT_THROW(gemm_attention(cuda(), q, gpu_->upload(testing::random_normal({8, 2, 96}, rng_)), q, {}), Error);
 }
 
 TEST_F(CudaAttentionTest, LargeTwoHeads4096) { check({4096, 4096, 2, 128}); }

@@ -221,7 +221,7 @@ TEST_F(CudaCore, ZerosAreZero) {
 
 // ---------------------------------------------------------------- upload_weight
 
-// Matrices feed bf16 GEMMs; conv kernels (3-D+) take CudaOptions::conv_dtype (F32 by default).
+// Matrices feed bf16 GEMMs; conv kernels (3-D+) take CudaOptions::conv_dtype (F16 by default).
 TEST_F(CudaCore, UploadWeightMatricesBecomeBf16ConvKernelsConvDtypeVectorsF32) {
   const LoadStats before = gpu_->load_stats();
   uint64_t host_bytes = 0, device_bytes = 0;

@@ -1,9 +1,11 @@
 // The CUDA backend's norms, elementwise and video ops against the CPU backend, on fresh random
-// inputs in F32 and BF16, at widths from 1 to past the register-cached row limit, with poisoned
-// outputs. The CPU reference gets exactly the values the GPU sees (inputs rounded to bf16 where
-// the GPU reads bf16), so the tolerances measure the kernels, not the input rounding:
+// inputs in F32 and BF16 (and F16, the VAE path's storage dtype, in the ops that take it), at
+// widths from 1 to past the register-cached row limit, with poisoned outputs. The CPU reference
+// gets exactly the values the GPU sees (inputs rounded to bf16 or f16 where the GPU reads them
+// so), so the tolerances measure the kernels, not the input rounding:
 //   F32 results   ≤ 1e-5 relative (float32 vs the reference's double accumulation)
 //   BF16 results  ≤ 5e-3 relative (bf16 keeps 8 significant bits: ~2e-3 rms per rounding)
+//   F16 results   ≤ 1e-3 relative (f16 keeps 11: ~3e-4 rms per rounding)
 #include "gpu_test_support.h"
 
 #ifdef WANRT_HAVE_CUDA
@@ -25,8 +27,11 @@ using testing::relative_error;
 
 constexpr double kF32Tolerance = 1e-5;
 constexpr double kBf16Tolerance = 5e-3;
+constexpr double kF16Tolerance = 1e-3;
 
-double tolerance(DType result) { return result == DType::F32 ? kF32Tolerance : kBf16Tolerance; }
+double tolerance(DType result) {
+  return result == DType::F32 ? kF32Tolerance : result == DType::F16 ? kF16Tolerance : kBf16Tolerance;
+}
 
 // What a device tensor of `dtype` holds for the host values `host`, as host F32.
 Tensor rounded(const Tensor& host, DType dtype) { return host.to(dtype).to(DType::F32); }
@@ -71,6 +76,14 @@ class CudaKernelsTest : public ::testing::Test {
 };
 
 const DType kFloatTypes[] = {DType::F32, DType::BF16};
+// The dtypes of the VAE path (cuda_video.h): the video ops, activation and add also take F16.
+const DType kVideoTypes[] = {DType::F32, DType::BF16, DType::F16};
+
+// The dtype two video operands meet in: F32, then F16, then BF16 (cuda_video.h).
+DType promoted(DType a, DType b) {
+  if (a == DType::F32 || b == DType::F32) return DType::F32;
+  return a == DType::F16 || b == DType::F16 ? DType::F16 : DType::BF16;
+}
 
 // The poisoning above must actually reach new allocations, or the other tests could not see
 // unwritten outputs.
@@ -195,7 +208,7 @@ TEST_F(CudaKernelsTest, ActivationsMatchCpu) {
   WANRT_REQUIRE_GPU();
   for (const int64_t n : {1, 7, 1024, 100003}) {
     const Tensor x = random_normal({n}, rng_, 3.0f);
-    for (const DType in : kFloatTypes)
+    for (const DType in : kVideoTypes)
       for (const Activation act : {Activation::None, Activation::Silu, Activation::GeluTanh}) {
         SCOPED_TRACE(::testing::Message() << n << " elements, " << dtype_name(in) << ", activation " << int(act));
         poison(bytes_of(x.shape(), in));
@@ -211,10 +224,10 @@ TEST_F(CudaKernelsTest, AddAndMulMatchCpuForEveryDtypePair) {
   for (const Shape& shape : {Shape{1}, Shape{7, 13}, Shape{3, 5120}, Shape{2, 3, 10}, Shape{1001}}) {
     const int64_t features = shape.back();
     const Tensor a = random_normal(shape, rng_), b = random_normal(shape, rng_), row = random_normal({features}, rng_);
-    for (const DType ta : kFloatTypes)
-      for (const DType tb : kFloatTypes) {
+    for (const DType ta : kVideoTypes)
+      for (const DType tb : kVideoTypes) {
         SCOPED_TRACE(::testing::Message() << shape_str(shape) << " " << dtype_name(ta) << " with " << dtype_name(tb));
-        const DType out = ta == DType::F32 || tb == DType::F32 ? DType::F32 : DType::BF16;
+        const DType out = promoted(ta, tb);
         const Tensor a_ref = rounded(a, ta), b_ref = rounded(b, tb), row_ref = rounded(row, tb);
         const Tensor a_gpu = to_gpu(a, ta), b_gpu = to_gpu(b, tb), row_gpu = to_gpu(row, tb);
         poison(bytes_of(shape, out));
@@ -225,6 +238,10 @@ TEST_F(CudaKernelsTest, AddAndMulMatchCpuForEveryDtypePair) {
         y = gpu().add(a_gpu, row_gpu);  // broadcast over rows
         EXPECT_LT(relative_error(gpu().download(y), cpu_->add(a_ref, row_ref)), tolerance(out));
         poison(bytes_of(shape, out));
+        if (ta == DType::F16 || tb == DType::F16) {  // F16 is the VAE's; mul is not a VAE op
+          EXPECT_THROW(gpu().mul(a_gpu, b_gpu), Error);
+          continue;
+        }
         y = gpu().mul(a_gpu, b_gpu);
         EXPECT_EQ(y.dtype(), out);
         EXPECT_LT(relative_error(gpu().download(y), cpu_->mul(a_ref, b_ref)), tolerance(out));
@@ -323,8 +340,10 @@ TEST_F(CudaKernelsTest, Conv3dMatchesCpuInEveryComputeDtypeAndLayout) {
     double tolerance;
   };
   // TF32 keeps 10 mantissa bits: about 5e-4 rms per product, well under 3e-3 after summing.
-  for (const Mode mode : {Mode{DType::BF16, false, kBf16Tolerance}, Mode{DType::F32, false, kF32Tolerance},
-                          Mode{DType::F32, true, 3e-3}}) {
+  // F16 (the default) computes on the f16-rounded operands the reference gets too; only its
+  // output rounding (before and after the bias) remains.
+  for (const Mode mode : {Mode{DType::F16, false, kF16Tolerance}, Mode{DType::BF16, false, kBf16Tolerance},
+                          Mode{DType::F32, false, kF32Tolerance}, Mode{DType::F32, true, 3e-3}}) {
     CudaOptions options;
     options.conv_dtype = mode.conv_dtype;
     options.tf32_convolutions = mode.tf32;
@@ -334,19 +353,18 @@ TEST_F(CudaKernelsTest, Conv3dMatchesCpuInEveryComputeDtypeAndLayout) {
       for (const ConvCase& c : vae_conv_cases()) {
         const Tensor x = random_normal(c.x, rng_), w = random_normal(c.weight, rng_, 0.2f),
                      bias = random_normal({c.weight[0]}, rng_);
-        for (const DType x_dtype : kFloatTypes)
-          for (const bool bf16_weight : {true, false}) {
+        for (const DType x_dtype : kVideoTypes)
+          for (const DType w_dtype : kVideoTypes) {
             SCOPED_TRACE(::testing::Message() << c.name << ", conv " << dtype_name(mode.conv_dtype)
                                             << (mode.tf32 ? " tf32" : "") << (channels_last ? ", NDHWC" : ", NCDHW")
-                                            << ", x " << dtype_name(x_dtype) << ", weight "
-                                            << (bf16_weight ? "BF16" : "F32"));
+                                            << ", x " << dtype_name(x_dtype) << ", weight " << dtype_name(w_dtype));
             // What the GPU computes with: x and w rounded to their storage, then to conv_dtype.
             const Tensor x_ref = rounded(rounded(x, x_dtype), mode.conv_dtype);
-            const Tensor w_ref = rounded(rounded(w, bf16_weight ? DType::BF16 : DType::F32), mode.conv_dtype);
+            const Tensor w_ref = rounded(rounded(w, w_dtype), mode.conv_dtype);
             const Tensor expected = cpu_->conv3d(x_ref, w_ref, c.bias ? &bias : nullptr, c.options);
             const Tensor x_gpu = to_gpu(*ops, x, x_dtype);
-            const Tensor w_gpu = to_gpu(*ops, w, bf16_weight ? DType::BF16 : DType::F32);
-            ASSERT_EQ(w_gpu.dtype(), bf16_weight ? DType::BF16 : DType::F32);
+            const Tensor w_gpu = to_gpu(*ops, w, w_dtype);
+            ASSERT_EQ(w_gpu.dtype(), w_dtype);
             const Tensor bias_gpu = ops->upload(bias);
             poison(*ops, bytes_of(expected.shape(), mode.conv_dtype));
             const Tensor y = ops->conv3d(x_gpu, w_gpu, c.bias ? &bias_gpu : nullptr, c.options);
@@ -359,6 +377,85 @@ TEST_F(CudaKernelsTest, Conv3dMatchesCpuInEveryComputeDtypeAndLayout) {
   }
 }
 
+// conv3d_after(prefix, x) = conv3d(concat_frames(prefix, x)): the VAE's cached chunks (one or
+// two cached frames, with the causal zeros still missing in front), its causal time conv and
+// stride-2 time conv, in every compute dtype and layout; mixed dtypes take the joined copy.
+TEST_F(CudaKernelsTest, Conv3dAfterPrefixMatchesConvOfTheConcatenation) {
+  WANRT_REQUIRE_GPU();
+  const Conv3dOptions spatial{.pad_top = 1, .pad_bottom = 1, .pad_left = 1, .pad_right = 1};
+  Conv3dOptions one_zero = spatial;
+  one_zero.pad_t_front = 1;
+  struct AfterCase {
+    const char* name;
+    int64_t prefix_frames;
+    Shape x, weight;
+    Conv3dOptions options;
+  };
+  const std::vector<AfterCase> cases = {
+      {"2 cached + 4 new", 2, {6, 4, 7, 9}, {5, 6, 3, 3, 3}, spatial},
+      {"2 cached + 1 new", 2, {6, 1, 5, 8}, {6, 6, 3, 3, 3}, spatial},
+      {"1 cached + 1 new, 1 zero frame", 1, {4, 1, 6, 5}, {4, 4, 3, 3, 3}, one_zero},
+      {"causal time conv up", 2, {4, 1, 5, 4}, {8, 4, 3, 1, 1}, {}},
+      {"time conv stride 2", 1, {6, 4, 4, 6}, {6, 6, 3, 1, 1}, {.stride_t = 2}},
+      {"wider", 2, {32, 4, 12, 20}, {48, 32, 3, 3, 3}, spatial},
+  };
+  struct Mode {
+    DType conv_dtype;
+    double tolerance;
+  };
+  for (const Mode mode : {Mode{DType::F16, kF16Tolerance}, Mode{DType::BF16, kBf16Tolerance}, Mode{DType::F32, kF32Tolerance}}) {
+    CudaOptions options;
+    options.conv_dtype = mode.conv_dtype;
+    options.tf32_convolutions = false;
+    std::unique_ptr<Ops> ops = make_cuda_ops(options);
+    for (const bool channels_last : {true, false}) {
+      const ConvLayoutScope layout(channels_last);
+      for (const AfterCase& c : cases) {
+        const Tensor x = random_normal(c.x, rng_), w = random_normal(c.weight, rng_, 0.2f),
+                     bias = random_normal({c.weight[0]}, rng_),
+                     prefix = random_normal({c.x[0], c.prefix_frames, c.x[2], c.x[3]}, rng_);
+        const Tensor w_gpu = to_gpu(*ops, w, mode.conv_dtype), bias_gpu = ops->upload(bias);
+        for (const DType x_dtype : kVideoTypes)
+          for (const DType prefix_dtype : {x_dtype, DType::F32}) {
+            SCOPED_TRACE(::testing::Message() << c.name << ", conv " << dtype_name(mode.conv_dtype)
+                                            << (channels_last ? ", NDHWC" : ", NCDHW") << ", x "
+                                            << dtype_name(x_dtype) << ", prefix " << dtype_name(prefix_dtype));
+            const Tensor joined = cpu_->concat_frames(rounded(prefix, prefix_dtype), rounded(x, x_dtype));
+            const Tensor expected = cpu_->conv3d(rounded(joined, mode.conv_dtype), rounded(w, mode.conv_dtype), &bias,
+                                                 c.options);
+            poison(*ops, bytes_of(expected.shape(), mode.conv_dtype));
+            const Tensor y = ops->conv3d_after(to_gpu(*ops, prefix, prefix_dtype), to_gpu(*ops, x, x_dtype), w_gpu,
+                                               &bias_gpu, c.options);
+            EXPECT_EQ(y.dtype(), mode.conv_dtype);
+            ASSERT_EQ(y.shape(), expected.shape());
+            EXPECT_LT(relative_error(ops->download(y), expected), mode.tolerance);
+          }
+      }
+    }
+  }
+  const Tensor video = to_gpu(random_normal({3, 2, 4, 4}, rng_), DType::F16);
+  const Tensor kernel = to_gpu(random_normal({2, 3, 3, 3, 3}, rng_), DType::F16);
+  EXPECT_THROW(gpu().conv3d_after(to_gpu(random_normal({3, 2, 4, 5}, rng_), DType::F16), video, kernel, nullptr, {}),
+               Error);
+  EXPECT_THROW(gpu().conv3d_after(to_gpu(random_normal({2, 2, 4, 4}, rng_), DType::F16), video, kernel, nullptr, {}),
+               Error);
+}
+
+// upload_weight stores conv kernels (3-D and more) in conv_dtype, whichever it is.
+TEST_F(CudaKernelsTest, ConvWeightsUploadInTheConvDtype) {
+  WANRT_REQUIRE_GPU();
+  EXPECT_EQ(CudaOptions{}.conv_dtype, DType::F16);  // the default (cuda_ops.h says why)
+  const Tensor w = random_normal({4, 3, 3, 3, 3}, rng_, 0.2f);
+  for (const DType dtype : kVideoTypes) {
+    CudaOptions options;
+    options.conv_dtype = dtype;
+    std::unique_ptr<Ops> ops = make_cuda_ops(options);
+    const Tensor stored = ops->upload_weight(w);
+    EXPECT_EQ(stored.dtype(), dtype);
+    EXPECT_EQ(relative_error(ops->download(stored), rounded(w, dtype)), 0.0) << dtype_name(dtype);
+  }
+}
+
 TEST_F(CudaKernelsTest, ChannelRmsNormMatchesCpu) {
   WANRT_REQUIRE_GPU();
   // 1100 channels: past the shared-memory tile, the re-reading path.
@@ -368,7 +465,7 @@ TEST_F(CudaKernelsTest, ChannelRmsNormMatchesCpu) {
     const int64_t positions = x.numel() / shape[0];
     for (int64_t c = 0; c < shape[0]; ++c) x.data<float>()[c * positions] = 0.0f;  // an all-zero position
     const Tensor gamma = random_normal({shape[0]}, rng_);
-    for (const DType in : kFloatTypes) {
+    for (const DType in : kVideoTypes) {
       SCOPED_TRACE(::testing::Message() << shape_str(shape) << " " << dtype_name(in));
       poison(bytes_of(shape, in));
       const Tensor y = gpu().channel_rms_norm(to_gpu(x, in), to_gpu(gamma, DType::F32));
@@ -378,9 +475,28 @@ TEST_F(CudaKernelsTest, ChannelRmsNormMatchesCpu) {
   }
 }
 
+// The fused norm + SiLU against the CPU's two ops, with an all-zero position.
+TEST_F(CudaKernelsTest, ChannelRmsNormSiluMatchesCpuNormThenSilu) {
+  WANRT_REQUIRE_GPU();
+  for (const Shape& shape : {Shape{1, 1, 1, 1}, Shape{3, 2, 5, 7}, Shape{96, 2, 9, 13}, Shape{1100, 1, 3, 5}}) {
+    Tensor x = random_normal(shape, rng_);
+    const int64_t positions = x.numel() / shape[0];
+    for (int64_t c = 0; c < shape[0]; ++c) x.data<float>()[c * positions + positions - 1] = 0.0f;
+    const Tensor gamma = random_normal({shape[0]}, rng_);
+    for (const DType in : kVideoTypes) {
+      SCOPED_TRACE(::testing::Message() << shape_str(shape) << " " << dtype_name(in));
+      poison(bytes_of(shape, in));
+      const Tensor y = gpu().channel_rms_norm_silu(to_gpu(x, in), to_gpu(gamma, DType::F32));
+      EXPECT_EQ(y.dtype(), in);
+      const Tensor expected = cpu_->activation(cpu_->channel_rms_norm(rounded(x, in), gamma), Activation::Silu);
+      EXPECT_LT(relative_error(gpu().download(y), expected), tolerance(in));
+    }
+  }
+}
+
 TEST_F(CudaKernelsTest, UpsampleFramesConcatAndTransposeAreExactCopies) {
   WANRT_REQUIRE_GPU();
-  for (const DType in : kFloatTypes) {
+  for (const DType in : kVideoTypes) {
     SCOPED_TRACE(dtype_name(in));
     for (const Shape& shape : {Shape{1, 1, 1, 1}, Shape{3, 4, 5, 7}, Shape{2, 3, 90, 160}}) {
       const Tensor x = random_normal(shape, rng_), x_ref = rounded(x, in), x_gpu = to_gpu(x, in);
@@ -401,11 +517,14 @@ TEST_F(CudaKernelsTest, UpsampleFramesConcatAndTransposeAreExactCopies) {
       EXPECT_EQ(joined.dtype(), in);
       EXPECT_EQ(relative_error(gpu().download(joined), cpu_->concat_frames(x_ref, rounded(second, in))), 0.0);
     }
-    // Mixed dtypes meet in F32.
+    // Mixed dtypes meet in the more precise one (F32, then F16, then BF16): exactly.
     const Tensor a = random_normal({2, 1, 3, 3}, rng_), b = random_normal({2, 2, 3, 3}, rng_);
-    const Tensor mixed = gpu().concat_frames(to_gpu(a, DType::BF16), to_gpu(b, DType::F32));
-    EXPECT_EQ(mixed.dtype(), DType::F32);
-    EXPECT_EQ(relative_error(gpu().download(mixed), cpu_->concat_frames(rounded(a, DType::BF16), b)), 0.0);
+    for (const DType other : kVideoTypes) {
+      const Tensor mixed = gpu().concat_frames(to_gpu(a, in), to_gpu(b, other));
+      EXPECT_EQ(mixed.dtype(), promoted(in, other));
+      EXPECT_EQ(relative_error(gpu().download(mixed), cpu_->concat_frames(rounded(a, in), rounded(b, other))), 0.0)
+          << dtype_name(in) << " with " << dtype_name(other);
+    }
 
     for (const Shape& shape : {Shape{1, 1}, Shape{33, 65}, Shape{100, 3}, Shape{3, 100}, Shape{1000, 96}}) {
       const Tensor x = random_normal(shape, rng_);
@@ -437,6 +556,14 @@ TEST_F(CudaKernelsTest, BadArgumentsAreClearErrors) {
   EXPECT_THROW(gpu().conv3d(video, to_gpu(random_normal({2, 3, 3, 5, 5}, rng_), DType::F32), nullptr, {}), Error);
   EXPECT_THROW(gpu().frames(video, 1, 3), Error);
   EXPECT_THROW(gpu().channel_rms_norm(video, w5), Error);
+  // F16 is a dtype of the VAE path only: ops outside it refuse it rather than misread it.
+  const Tensor half = to_gpu(random_normal({4, 12}, rng_), DType::F16);
+  EXPECT_THROW(gpu().rms_norm(half, w12, 1e-6f), Error);
+  EXPECT_THROW(gpu().layer_norm(half, 1e-6f, nullptr, nullptr), Error);
+  EXPECT_THROW(gpu().mul(half, half), Error);
+  const Tensor half_heads = to_gpu(random_normal({4, 1, 12}, rng_), DType::F16);
+  EXPECT_THROW(gpu().attention(half_heads, half_heads, half_heads, {}), Error);
+  EXPECT_THROW(gpu().add(half, w5), Error);  // the F16 add checks its broadcast too
 }
 
 #else

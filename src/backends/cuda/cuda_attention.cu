@@ -28,6 +28,7 @@
 #include "backends/cuda/cuda_attention.h"
 #include "backends/cuda/cuda_check.h"
 #include "backends/cuda/cuda_flash_attention.cuh"
+#include "backends/cuda/cuda_gemm_attention.h"
 #include "backends/cuda/cuda_ops_impl.h"
 
 namespace wanrt {
@@ -416,6 +417,8 @@ Tensor CudaOps::attention(const Tensor& q, const Tensor& k, const Tensor& v,
   const bool flash = !variants.empty() && !options.bias && options.scale >= 0.0f &&
                      flash_can_read(q) && flash_can_read(k) && flash_can_read(v);
   if (flash) return run_flash(*this, q, k, v, shape, options.scale, variants.front());
+  // Long sequences of other head dims (the VAE's one head of 384): two GEMMs and a softmax.
+  if (gemm_attention_applies(q, k, options)) return gemm_attention(*this, q, k, v, options);
   return run_generic(*this, q, k, v, shape, options);
 }
 

@@ -24,6 +24,7 @@
 #include "backends/cuda/cuda_check.h"
 #include "backends/cuda/cuda_kernel_utils.cuh"
 #include "backends/cuda/cuda_ops_impl.h"
+#include "backends/cuda/cuda_video.h"
 
 namespace wanrt {
 namespace {
@@ -189,6 +190,7 @@ void binary(CudaOps& ops, const Tensor& a, const Tensor& b, Tensor& out, int64_t
 }  // namespace
 
 Tensor CudaOps::activation(const Tensor& x, Activation act) {
+  if (x.dtype() == DType::F16) return half_activation(*this, x, act);  // the VAE's F16 path
   expect_device_float(x, "activation input");
   Tensor out = empty(x.dtype(), x.shape());
   kernels::dispatch_float(x.dtype(), [&](auto tag) {
@@ -203,6 +205,7 @@ Tensor CudaOps::activation(const Tensor& x, Activation act) {
 }
 
 Tensor CudaOps::add(const Tensor& a, const Tensor& b) {
+  if (a.dtype() == DType::F16 || b.dtype() == DType::F16) return half_add(*this, a, b);  // the VAE's F16 path
   expect_device_float(a, "add lhs");
   expect_device_float(b, "add rhs");
   const bool broadcast = b.shape() != a.shape();

@@ -312,6 +312,8 @@ void expect_quantized_weight(const Tensor& weight) {
 
 Tensor CudaOps::linear(const Tensor& x, const Tensor& weight, const Tensor* bias,
                        const LinearOptions& options) {
+  // An F16 input (the VAE's attention tokens, cuda_video.h) widens exactly, then goes the usual way.
+  if (x.dtype() == DType::F16 && x.device() == Device::Cuda) return linear(as_dtype(x, DType::F32), weight, bias, options);
   expect_device_float(x, "linear input");
   const bool quantized = weight.is_row_scaled();
   if (quantized) expect_quantized_weight(weight);

@@ -11,8 +11,10 @@
 //                          without TF32 (the time MLP and the head run in true fp32)
 //   layer_norm(_modulate)  any float in, statistics in F32; output BF16 (every use feeds a bf16
 //   rms_norm               GEMM or attention), F32 for layer_norm_modulate(full_precision: the head)
-//   activation, add, mul   F32 when either input is F32, else BF16
-//   conv3d and video ops   compute in CudaOptions::conv_dtype (see there)
+//   activation, add, mul   F32 when either input is F32, else BF16; activation and add of F16
+//                          (the VAE's, see conv_dtype) give F16 unless the other input is F32
+//   conv3d and video ops   compute in CudaOptions::conv_dtype (see there; F16 by default, the
+//                          one place F16 is a storage dtype)
 //   add_gated_             the residual stream is F32: x (BF16 or F32) becomes F32
 //   rope_                  q/k rotated in F32 from BF16, stored back BF16
 //   attention              BF16 q/k/v -> BF16 out, F32 online softmax (flash-attention; the
@@ -46,12 +48,26 @@ struct CudaOptions {
   // TF32 tensor cores for float32 convolutions (PyTorch's default: on, cudnn.allow_tf32;
   // `--tf32 False` turns it off for a true-float32 VAE).
   bool tf32_convolutions = true;
-  // The dtype the video ops (conv3d and what follows it in the VAE) compute in: conv3d converts
-  // its input to it; channel_rms_norm, upsample, frames, add keep their input's dtype; conv
-  // weights (3-D and more) are stored in it. Float32 by default: with bf16 the tiny golden
-  // VAE's decode is off by 1.3e-2…2.5e-2 relative, past the 1e-2 bound, while float32 with
-  // TF32 convolutions stays within it (tests/gpu/test_cuda_golden.cpp; BENCHMARKS.md).
-  DType conv_dtype = DType::F32;
+  // The dtype of the VAE path: conv3d converts its input and weight to it and computes on
+  // tensor cores (F16, BF16; F32 with F32 accumulation, TF32 only with tf32_convolutions) and
+  // returns it; conv weights (3-D and more) are stored in it; channel_rms_norm, upsample,
+  // frames and add keep their input's dtype, so the whole VAE runs in it. F16 takes and
+  // produces F16 only in the video ops and in activation/add (cuda_video.h); linear widens an
+  // F16 input; every other op refuses it.
+  //   F16 (default)  ≤ 3.2e-3 relative on the golden VAE decode (H100; the CPU emulation with
+  //                  exact F16 rounding, bench/bench_vae_precision, predicted 3.1e-3), at the
+  //                  speed of BF16 (the same tensor-core rate, the same 2-byte traffic): the
+  //                  720p 81-frame decode in 3.69 s and 13.1 GB on an H100 (bench_vae). Its
+  //                  range ends at 65504: the VAE checks its outputs and names --vae_dtype fp32
+  //                  if a value overflowed.
+  //   BF16           1.2e-2…2.6e-2 on the same decode, past the 1e-2 bound: 8 significant bits
+  //                  are too few. Emulating one rounding point at a time shows why no mixed
+  //                  scheme rescues it: bf16 conv operands alone (float32 everywhere else) give
+  //                  1.4e-2…1.5e-2, and each of the decoder's ~37 convs adds about the same
+  //                  share, so no few layers can be kept in a wider type instead.
+  //   F32            TF32 convolutions ≤ 2.3e-3 (PyTorch's default), true F32 ≤ 1.3e-3; ~1.6×
+  //                  slower than the 16-bit types and twice their memory.
+  DType conv_dtype = DType::F16;
   AttentionKernel attention = AttentionKernel::Auto;
 };
 

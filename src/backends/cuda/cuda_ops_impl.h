@@ -5,8 +5,9 @@
 //   cuda_norms.cu         layer_norm, layer_norm_modulate, rms_norm, rms_norm_rope
 //   cuda_elementwise.cu   activation, add, mul, add_gated_, rope_
 //   cuda_attention.cu     flash attention (bf16 tensor cores, online softmax, key-length mask)
-//   cuda_video.cu         conv3d, channel_rms_norm, upsample_nearest_2x, frames, concat_frames,
-//                         transpose
+//   cuda_video.cu         conv3d, conv3d_after, channel_rms_norm(_silu), upsample_nearest_2x,
+//                         frames, concat_frames, transpose; F16 activation/add (cuda_video.h)
+//   cuda_gemm_attention.cu  attention for long sequences of other head dims (cuBLAS GEMMs)
 //   cuda_quant.cu         quantize_weight (int8 / fp8 weight-only quantization; linear takes the
 //                         quantized weights in cuda_linear.cpp)
 // All work is queued on one stream (`stream()`); ops never synchronise except download().
@@ -83,7 +84,10 @@ class CudaOps final : public Ops {
 
   Tensor conv3d(const Tensor& x, const Tensor& weight, const Tensor* bias,
                 const Conv3dOptions& options) override;
+  Tensor conv3d_after(const Tensor& prefix, const Tensor& x, const Tensor& weight, const Tensor* bias,
+                      const Conv3dOptions& options) override;
   Tensor channel_rms_norm(const Tensor& x, const Tensor& gamma) override;
+  Tensor channel_rms_norm_silu(const Tensor& x, const Tensor& gamma) override;
   Tensor upsample_nearest_2x(const Tensor& x) override;
   Tensor frames(const Tensor& x, int64_t begin, int64_t end) override;
   Tensor concat_frames(const Tensor& a, const Tensor& b) override;

@@ -1,42 +1,52 @@
-// Video ops of the CUDA backend (the VAE's): conv3d through cuDNN, channel_rms_norm,
-// upsample_nearest_2x, frames, concat_frames, transpose.
+// Video ops of the CUDA backend (the VAE's): conv3d and conv3d_after through cuDNN,
+// channel_rms_norm(_silu), upsample_nearest_2x, frames, concat_frames, transpose, and the F16
+// activation and add the elementwise file routes here (cuda_video.h).
 //
 // conv3d, x [Cin, T, H, W] -> [Cout, T', H', W'] with a [Cout, Cin, kt, kh, kw] kernel:
 //   FLOPs  2·Cout·Cin·kt·kh·kw·T'·H'·W' (1.83 TFLOP for the 720p decoder's 96-channel 3×3×3
-//          conv over 4 frames); compute-bound on tensor cores in BF16 (or TF32), on FMA units in
-//          true F32.
+//          conv over 4 frames); compute-bound on tensor cores in F16/BF16 (or TF32), on FMA
+//          units in true F32.
 //   bytes  (Cin·T·H·W + Cout·T'·H'·W')·s + the weight, plus one copy of the input (to NDHWC,
 //          padded, converted) and one of the output (back to NCDHW, with the bias).
 //   Measured on an H100 (bench_kernels, BF16, NDHWC): 497 TFLOP/s for 384 channels at 90×160,
-//   456 for 192 at 360×640, 194 for 96 at 720×1280 (9.5 ms); TF32 about 100–200.
-// It computes in CudaOptions::conv_dtype: x and the weight (BF16 from upload_weight, or F32)
-// are converted to it; with F32, TF32 tensor cores only with CudaOptions::tf32_convolutions.
+//   456 for 192 at 360×640, 194 for 96 at 720×1280 (9.5 ms); TF32 about 100–200. F16 runs on
+//   the same tensor-core paths as BF16 (cuDNN's pseudo-half configuration: F32 accumulation).
+// It computes in CudaOptions::conv_dtype (F16 by default; cuda_ops.h says why): x and the
+// weight are converted to it; with F32, TF32 tensor cores only with tf32_convolutions.
+// conv3d_after(prefix, x) is conv3d over prefix's frames followed by x's (the VAE's causal
+// cache in front of each chunk): the NDHWC copy below reads both in place, so the concatenation
+// (a read and a write of every cached and new frame, 3 of the 13 tensor-sized passes around a
+// 720p conv) and its buffer never exist.
 // cuDNN pads symmetrically, so each axis's padding splits into the symmetric part, min(before,
 // after), which cuDNN applies for free, and the excess (the causal time padding, the
 // downsampler's bottom/right row), which a copy kernel materialises into a padded buffer. That
 // copy is fused with the dtype conversion, so it costs nothing extra when x needs converting
 // anyway; padding symmetrically and cropping the output instead would waste up to 2/T' of the
-// FLOPs on frames that are thrown away, plus a copy of the output. The VAE's cached-chunk
-// calls (two cached frames concatenated in front, pad_t_front = 0) need no copy at all.
+// FLOPs on frames that are thrown away, plus a copy of the output.
 // The algorithm is chosen once per shape and dtype by timing the candidates on the real
 // buffers (cudnnFindConvolutionForwardAlgorithmEx) and cached; inside a CUDA graph capture,
 // where nothing can be timed, an uncached shape takes cuDNN's heuristic first choice.
 // Layout: cuDNN gets the operands channels-last (NDHWC): x is transposed on the way in (fused
-// with the padding and the conversion, so it replaces that copy) and the output on the way out
-// (fused with the bias, so it replaces that pass). cuDNN's kernels for the natural NCDHW layout
-// were up to 9x slower at the VAE's 720p sizes on an H100 (see preferred_conv_layout());
-// WANRT_CONV_LAYOUT=ncdhw selects them, and a layout without a cuDNN algorithm falls back to
-// the other.
+// with the padding, the prefix and the conversion, so it replaces those copies) and the output
+// on the way out (fused with the bias, so it replaces that pass). cuDNN's kernels for the
+// natural NCDHW layout were up to 9x slower at the VAE's 720p sizes on an H100 (see
+// preferred_conv_layout()); WANRT_CONV_LAYOUT=ncdhw selects them, and a layout without a cuDNN
+// algorithm falls back to the other.
 //
-// The other ops are HBM-bound copies, dtype preserving (F32 or BF16):
+// The other ops are HBM-bound copies, dtype preserving (F32, BF16 or F16):
 //   channel_rms_norm     reads x once (a 32-position tile of all channels stays in shared
-//                        memory between the sum of squares and the scaling), writes once
+//                        memory between the sum of squares and the scaling), writes once;
+//                        _silu applies SiLU before the write (one pass where the two ops
+//                        took two: 2 of those 13 passes)
 //   upsample_nearest_2x  reads n, writes 4n;  frames, concat_frames: cudaMemcpy2DAsync
 //   transpose            32×32 tiles through shared memory: coalesced reads and writes
+//   F16 activation, add  16-byte vectors per access, float32 arithmetic: n·(s_in + s_out)
 //
 // Tests: tests/gpu/test_cuda_ops_kernels.cpp; bench: bench/bench_kernels.cpp.
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <map>
 #include <memory>
@@ -44,6 +54,7 @@
 #include <optional>
 #include <string>
 #include <tuple>
+#include <type_traits>
 #include <vector>
 
 #ifdef WANRT_HAVE_CUDNN
@@ -53,11 +64,64 @@
 #include "backends/cuda/cuda_check.h"
 #include "backends/cuda/cuda_kernel_utils.cuh"
 #include "backends/cuda/cuda_ops_impl.h"
+#include "backends/cuda/cuda_video.h"
 
 namespace wanrt {
 namespace {
 
 using kernels::bf16;
+using half = __half;
+
+// Element conversions for the three storage dtypes of the video ops (F32, BF16, F16); the
+// shared kernel helpers know only F32 and BF16.
+__device__ __forceinline__ float to_f32(float v) { return v; }
+__device__ __forceinline__ float to_f32(bf16 v) { return __bfloat162float(v); }
+__device__ __forceinline__ float to_f32(half v) { return __half2float(v); }
+template <typename T>
+__device__ __forceinline__ T from_f32(float v);
+template <>
+__device__ __forceinline__ float from_f32<float>(float v) { return v; }
+template <>
+__device__ __forceinline__ bf16 from_f32<bf16>(float v) { return __float2bfloat16_rn(v); }
+template <>
+__device__ __forceinline__ half from_f32<half>(float v) { return __float2half_rn(v); }
+
+// N elements of T at p (N·sizeof(T) of 2, 4, 8 or 16 bytes, p aligned to that) in one access.
+template <int kBytes> struct RawBytes;
+template <> struct RawBytes<2> { using type = uint16_t; };
+template <> struct RawBytes<4> { using type = uint32_t; };
+template <> struct RawBytes<8> { using type = uint2; };
+template <> struct RawBytes<16> { using type = uint4; };
+template <typename T, int N>
+__device__ __forceinline__ void load_elements(const T* p, float (&out)[N]) {
+  using Raw = typename RawBytes<N * sizeof(T)>::type;
+  const Raw raw = *reinterpret_cast<const Raw*>(p);
+  T elements[N];
+  memcpy(elements, &raw, sizeof raw);
+#pragma unroll
+  for (int i = 0; i < N; ++i) out[i] = to_f32(elements[i]);
+}
+template <typename T, int N>
+__device__ __forceinline__ void store_elements(T* p, const float (&in)[N]) {
+  using Raw = typename RawBytes<N * sizeof(T)>::type;
+  T elements[N];
+#pragma unroll
+  for (int i = 0; i < N; ++i) elements[i] = from_f32<T>(in[i]);
+  Raw raw;
+  memcpy(&raw, elements, sizeof raw);
+  *reinterpret_cast<Raw*>(p) = raw;
+}
+
+// Calls f(float{}), f(bf16{}) or f(half{}) for a video tensor's dtype.
+template <typename F>
+decltype(auto) dispatch_video(DType dtype, F&& f) {
+  switch (dtype) {
+    case DType::F32: return f(float{});
+    case DType::BF16: return f(bf16{});
+    case DType::F16: return f(half{});
+    default: fail("cuda backend: expected an F32, BF16 or F16 tensor, got ", dtype_name(dtype));
+  }
+}
 
 template <typename T>
 const T* typed(const Tensor& t) {
@@ -93,14 +157,29 @@ struct PadMap {
 
 constexpr int kTile = 32, kTileRows = 8;
 
+// The rows of a transpose's source A [R, S_in]: one matrix, or two side by side (row r is row
+// r of `first` [R, first_count] followed by row r of `second` [R, second_count]; the causal
+// cache in front of a chunk, read in place by conv3d_after).
+template <typename Tin>
+struct SourceRows {
+  const Tin* first = nullptr;
+  int64_t first_count = 0;
+  const Tin* second = nullptr;
+  int64_t second_count = 0;
+  __device__ float at(int64_t r, int64_t s) const {
+    return s < first_count ? to_f32(first[r * first_count + s]) : to_f32(second[r * second_count + (s - first_count)]);
+  }
+};
+
 // Per batch: B[s, r] = A[r, map(s)] (0 where map(s) = -1) + bias[s] (bias optional), for A
 // [R, S_in] and B [S, R]. A 32×32 tile goes through shared memory so reads run along A's rows
-// and writes along B's. Grid: x = tiles (flattened, S-major), y = batch.
+// and writes along B's. Grid: x = tiles (flattened, S-major), y = batch (one-part sources
+// only).
 template <typename Tin, typename Tout>
-__global__ void transpose_kernel(const Tin* a, Tout* b, int64_t r_count, int64_t s_count,
-                                 int64_t s_in_count, int64_t s_tiles, PadMap map, const float* bias) {
+__global__ void transpose_kernel(SourceRows<Tin> a, Tout* b, int64_t r_count, int64_t s_count, int64_t s_tiles,
+                                 PadMap map, const float* bias) {
   __shared__ float tile[kTile][kTile + 1];  // +1: no bank conflicts on the transposed read
-  a += blockIdx.y * r_count * s_in_count;
+  a.first += blockIdx.y * r_count * a.first_count;
   b += blockIdx.y * s_count * r_count;
   const int64_t s0 = (blockIdx.x % s_tiles) * kTile, r0 = (blockIdx.x / s_tiles) * kTile;
   const int64_t s = s0 + threadIdx.x;
@@ -108,28 +187,34 @@ __global__ void transpose_kernel(const Tin* a, Tout* b, int64_t r_count, int64_t
 #pragma unroll
   for (int k = 0; k < kTile; k += kTileRows) {
     const int64_t r = r0 + threadIdx.y + k;
-    tile[threadIdx.y + k][threadIdx.x] = (r < r_count && source >= 0) ? kernels::to_float(a[r * s_in_count + source]) : 0.0f;
+    tile[threadIdx.y + k][threadIdx.x] = (r < r_count && source >= 0) ? a.at(r, source) : 0.0f;
   }
   __syncthreads();
 #pragma unroll
   for (int k = 0; k < kTile; k += kTileRows) {
     const int64_t s_out = s0 + threadIdx.y + k, r = r0 + threadIdx.x;
     if (s_out < s_count && r < r_count)
-      b[s_out * r_count + r] = kernels::from_float<Tout>(tile[threadIdx.x][threadIdx.y + k] + (bias ? bias[s_out] : 0.0f));
+      b[s_out * r_count + r] = from_f32<Tout>(tile[threadIdx.x][threadIdx.y + k] + (bias ? bias[s_out] : 0.0f));
   }
 }
 
 template <typename Tin, typename Tout>
-void launch_transpose(const Tin* a, Tout* b, int64_t batches, int64_t r_count, int64_t s_count,
-                      int64_t s_in_count, const PadMap& map, const float* bias, cudaStream_t stream) {
+void launch_transpose(const SourceRows<Tin>& a, Tout* b, int64_t batches, int64_t r_count, int64_t s_count,
+                      const PadMap& map, const float* bias, cudaStream_t stream) {
   if (batches == 0 || r_count == 0 || s_count == 0) return;
+  WANRT_ASSERT(batches == 1 || a.second == nullptr);
   const int64_t s_tiles = (s_count + kTile - 1) / kTile, r_tiles = (r_count + kTile - 1) / kTile;
   WANRT_CHECK(s_tiles * r_tiles <= int64_t{0x7fffffff} && batches <= 65535,
               "cuda backend: transpose of ", batches, " x [", r_count, ", ", s_count, "] is too large");
   transpose_kernel<Tin, Tout><<<dim3(static_cast<unsigned>(s_tiles * r_tiles), static_cast<unsigned>(batches)),
-                                dim3(kTile, kTileRows), 0, stream>>>(a, b, r_count, s_count, s_in_count, s_tiles,
-                                                                    map, bias);
+                                dim3(kTile, kTileRows), 0, stream>>>(a, b, r_count, s_count, s_tiles, map, bias);
   WANRT_CHECK_LAUNCH();
+}
+
+// One matrix A [R, S_in] as a transpose source.
+template <typename Tin>
+SourceRows<Tin> rows_of(const Tin* a, int64_t s_in_count) {
+  return {a, s_in_count, nullptr, 0};
 }
 
 // out [C, Tp, Hp, Wp] = x [C, T, H, W] placed at (t_front, h_front, w_front) in zeros, converted.
@@ -144,7 +229,7 @@ __global__ void pad_convert_kernel(const Tin* x, Tout* out, int64_t planes, int6
     const int64_t hh = i - pad.h_front, ww = j - pad.w_front;
     const bool inside = tt >= 0 && tt < t && hh >= 0 && hh < h && ww >= 0 && ww < w;
     out[(plane * hp + i) * wp + j] =
-        kernels::from_float<Tout>(inside ? kernels::to_float(x[((c * t + tt) * h + hh) * w + ww]) : 0.0f);
+        from_f32<Tout>(inside ? to_f32(x[((c * t + tt) * h + hh) * w + ww]) : 0.0f);
   }
 }
 
@@ -156,10 +241,10 @@ __global__ void channel_bias_kernel(T* y, const float* bias, int64_t channels, i
     T* row = y + c * vectors * kVec;
     for (int64_t v = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; v < vectors; v += int64_t{gridDim.x} * blockDim.x) {
       float values[kVec];
-      kernels::load_vector<T, kVec>(row + v * kVec, values);
+      load_elements<T, kVec>(row + v * kVec, values);
 #pragma unroll
       for (int k = 0; k < kVec; ++k) values[k] += add;
-      kernels::store_vector<T, kVec>(row + v * kVec, values);
+      store_elements<T, kVec>(row + v * kVec, values);
     }
   }
 }
@@ -167,7 +252,8 @@ __global__ void channel_bias_kernel(T* y, const float* bias, int64_t channels, i
 // x [C, P]: out[c, p] = x[c, p] · √C / max(‖x[:, p]‖₂, 1e-12) · gamma[c]. A block owns 32
 // positions (threadIdx.x) and strides over the channels with 8 rows of threads (threadIdx.y);
 // kCached keeps the 32 × C tile in shared memory so x is read from HBM once.
-template <typename T, bool kCached>
+// kSilu applies SiLU to the result (channel_rms_norm_silu: one pass instead of two).
+template <typename T, bool kCached, bool kSilu>
 __global__ void channel_rms_norm_kernel(const T* x, const float* gamma, T* out, int64_t channels,
                                         int64_t positions, float root_c) {
   extern __shared__ float cache[];  // [channels][32] when kCached
@@ -176,7 +262,7 @@ __global__ void channel_rms_norm_kernel(const T* x, const float* gamma, T* out, 
   const bool valid = p < positions;
   float squares = 0.0f;
   for (int64_t c = threadIdx.y; c < channels; c += kTileRows) {
-    const float v = valid ? kernels::to_float(x[c * positions + p]) : 0.0f;
+    const float v = valid ? to_f32(x[c * positions + p]) : 0.0f;
     squares += v * v;
     if constexpr (kCached) cache[c * kTile + threadIdx.x] = v;
   }
@@ -189,8 +275,9 @@ __global__ void channel_rms_norm_kernel(const T* x, const float* gamma, T* out, 
   const float scale = root_c / fmaxf(sqrtf(total), 1e-12f);
   if (!valid) return;
   for (int64_t c = threadIdx.y; c < channels; c += kTileRows) {
-    const float v = kCached ? cache[c * kTile + threadIdx.x] : kernels::to_float(x[c * positions + p]);
-    out[c * positions + p] = kernels::from_float<T>(v * scale * gamma[c]);
+    const float v = kCached ? cache[c * kTile + threadIdx.x] : to_f32(x[c * positions + p]);
+    const float y = v * scale * gamma[c];
+    out[c * positions + p] = from_f32<T>(kSilu ? y / (1.0f + expf(-y)) : y);
   }
 }
 
@@ -201,11 +288,53 @@ __global__ void upsample_kernel(const T* x, T* out, int64_t planes, int64_t h, i
   const int64_t j = blockIdx.x * int64_t{blockDim.x} + threadIdx.x, i = blockIdx.y;
   if (j >= w) return;
   for (int64_t plane = blockIdx.z; plane < planes; plane += gridDim.z) {
-    const float v = kernels::to_float(x[(plane * h + i) * w + j]);
+    const float v = to_f32(x[(plane * h + i) * w + j]);
     const float pair[2] = {v, v};
     T* top = out + (plane * 2 * h + 2 * i) * 2 * w + 2 * j;
-    kernels::store_vector<T, 2>(top, pair);
-    kernels::store_vector<T, 2>(top + 2 * w, pair);
+    store_elements<T, 2>(top, pair);
+    store_elements<T, 2>(top + 2 * w, pair);
+  }
+}
+
+// ---- activation and add for F16 operands (half_activation, half_add) ----
+
+struct SiluFn {
+  __device__ float operator()(float x) const { return x / (1.0f + expf(-x)); }
+};
+struct GeluTanhFn {
+  __device__ float operator()(float x) const {
+    constexpr float kSqrt2OverPi = 0.7978845608028654f;
+    return 0.5f * x * (1.0f + tanhf(kSqrt2OverPi * (x + 0.044715f * x * x * x)));
+  }
+};
+struct IdentityFn {
+  __device__ float operator()(float x) const { return x; }
+};
+
+constexpr int kElementwiseThreads = 256;
+
+// out[i] = op(x[i]) over `vectors` groups of kVec elements (grid-stride).
+template <typename T, int kVec, typename Op>
+__global__ void half_unary_kernel(const T* x, T* out, int64_t vectors, Op op) {
+  for (int64_t v = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; v < vectors; v += int64_t{gridDim.x} * blockDim.x) {
+    float values[kVec];
+    load_elements<T, kVec>(x + v * kVec, values);
+#pragma unroll
+    for (int i = 0; i < kVec; ++i) values[i] = op(values[i]);
+    store_elements<T, kVec>(out + v * kVec, values);
+  }
+}
+
+// out[i] = a[i] + b[i], or + b[i % features] when kBroadcast (features a multiple of kVec).
+template <typename Ta, typename Tb, typename Tout, int kVec, bool kBroadcast>
+__global__ void half_add_kernel(const Ta* a, const Tb* b, Tout* out, int64_t vectors, int64_t features) {
+  for (int64_t v = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; v < vectors; v += int64_t{gridDim.x} * blockDim.x) {
+    float lhs[kVec], rhs[kVec];
+    load_elements<Ta, kVec>(a + v * kVec, lhs);
+    load_elements<Tb, kVec>(b + (kBroadcast ? (v * kVec) % features : v * kVec), rhs);
+#pragma unroll
+    for (int i = 0; i < kVec; ++i) lhs[i] += rhs[i];
+    store_elements<Tout, kVec>(out + v * kVec, lhs);
   }
 }
 
@@ -243,9 +372,10 @@ struct ConvGeometry {
   int64_t stride_t, stride_h, stride_w;
 };
 
-ConvGeometry conv_geometry(const Tensor& x, const Tensor& weight, const Conv3dOptions& o) {
+// `frames` input frames (x's, plus a prefix's for conv3d_after) of x's channels and size.
+ConvGeometry conv_geometry(const Tensor& x, int64_t frames, const Tensor& weight, const Conv3dOptions& o) {
   ConvGeometry g{};
-  g.cin = x.size(0), g.t_in = x.size(1), g.h_in = x.size(2), g.w_in = x.size(3);
+  g.cin = x.size(0), g.t_in = frames, g.h_in = x.size(2), g.w_in = x.size(3);
   g.cout = weight.size(0), g.kt = weight.size(2), g.kh = weight.size(3), g.kw = weight.size(4);
   g.t_out = conv_out_size(g.t_in, o.pad_t_front, o.pad_t_back, g.kt, o.stride_t, "time");
   g.h_out = conv_out_size(g.h_in, o.pad_top, o.pad_bottom, g.kh, o.stride_h, "height");
@@ -402,7 +532,12 @@ std::optional<ConvPlan> find_plan(CudaOps& ops, const ConvCall& call, cudnnMathT
 }
 
 cudnnDataType_t cudnn_dtype(DType dtype) {
-  return dtype == DType::F32 ? CUDNN_DATA_FLOAT : CUDNN_DATA_BFLOAT16;
+  switch (dtype) {
+    case DType::F32: return CUDNN_DATA_FLOAT;
+    case DType::BF16: return CUDNN_DATA_BFLOAT16;
+    case DType::F16: return CUDNN_DATA_HALF;
+    default: fail("conv3d: no cuDNN dtype for ", dtype_name(dtype));
+  }
 }
 
 int narrow_to_int(int64_t v) {
@@ -410,10 +545,11 @@ int narrow_to_int(int64_t v) {
   return static_cast<int>(v);
 }
 
-// conv3d in one layout; nullopt where cuDNN has no algorithm for it (nothing is left queued
-// then but the operand copies).
-std::optional<Tensor> conv3d_in_layout(CudaOps& ops, ConvLayout layout, const ConvGeometry& g, const Tensor& x,
-                                       const Tensor& weight, const float* bias) {
+// conv3d in one layout over the frames of `prefix` (may be null) followed by those of x;
+// nullopt where cuDNN has no algorithm for it (nothing is left queued then but the operand
+// copies).
+std::optional<Tensor> conv3d_in_layout(CudaOps& ops, ConvLayout layout, const ConvGeometry& g, const Tensor* prefix,
+                                       const Tensor& x, const Tensor& weight, const float* bias) {
   const DType dtype = ops.options().conv_dtype;
   const bool channels_last = layout == ConvLayout::Ndhwc;
   const cudaStream_t stream = ops.stream();
@@ -446,10 +582,13 @@ std::optional<Tensor> conv3d_in_layout(CudaOps& ops, ConvLayout layout, const Co
     }
   }
 
-  // Operands in the compute dtype and layout.
+  // Operands in the compute dtype and layout. The channels-last copy reads a prefix in place
+  // (same dtype as x: conv3d_after makes sure); the NCDHW path joins them first.
+  const Tensor input = prefix && !channels_last ? ops.concat_frames(*prefix, x) : x;
+  WANRT_ASSERT(!prefix || !channels_last || prefix->dtype() == x.dtype());
   Tensor x_conv, w_conv;
-  kernels::dispatch_float(x.dtype(), [&](auto x_tag) {
-    kernels::dispatch_float(dtype, [&](auto conv_tag) {
+  dispatch_video(input.dtype(), [&](auto x_tag) {
+    dispatch_video(dtype, [&](auto conv_tag) {
       using Tin = decltype(x_tag);
       using Tc = decltype(conv_tag);
       if (channels_last) {
@@ -457,15 +596,18 @@ std::optional<Tensor> conv3d_in_layout(CudaOps& ops, ConvLayout layout, const Co
         x_conv = ops.empty(dtype, {g.tp, g.hp, g.wp, g.cin});
         const PadMap map{g.extra.any(), g.hp, g.wp, g.t_in, g.h_in, g.w_in, g.extra.t_front, g.extra.h_front,
                          g.extra.w_front};
-        launch_transpose<Tin, Tc>(typed<Tin>(x), typed_mut<Tc>(x_conv), 1, g.cin, g.tp * g.hp * g.wp,
-                                  g.t_in * g.h_in * g.w_in, map, nullptr, stream);
+        const int64_t plane = g.h_in * g.w_in;
+        const SourceRows<Tin> rows =
+            prefix ? SourceRows<Tin>{typed<Tin>(*prefix), prefix->size(1) * plane, typed<Tin>(x), x.size(1) * plane}
+                   : rows_of(typed<Tin>(x), g.t_in * plane);
+        launch_transpose<Tin, Tc>(rows, typed_mut<Tc>(x_conv), 1, g.cin, g.tp * g.hp * g.wp, map, nullptr, stream);
       } else if (g.extra.any()) {
         x_conv = ops.empty(dtype, {g.cin, g.tp, g.hp, g.wp});
         pad_convert_kernel<Tin, Tc><<<plane_grid(g.wp, g.hp, g.cin * g.tp, 128), 128, 0, stream>>>(
-            typed<Tin>(x), typed_mut<Tc>(x_conv), g.cin * g.tp, g.tp, g.hp, g.wp, g.t_in, g.h_in, g.w_in, g.extra);
+            typed<Tin>(input), typed_mut<Tc>(x_conv), g.cin * g.tp, g.tp, g.hp, g.wp, g.t_in, g.h_in, g.w_in, g.extra);
         WANRT_CHECK_LAUNCH();
       } else {
-        x_conv = ops.as_dtype(x, dtype);
+        x_conv = ops.as_dtype(input, dtype);
       }
     });
   });
@@ -473,12 +615,12 @@ std::optional<Tensor> conv3d_in_layout(CudaOps& ops, ConvLayout layout, const Co
     // [Cout, Cin, k] -> [Cout, k, Cin] (cuDNN's KDRSC filter layout), converted.
     w_conv = ops.empty(dtype, {g.cout, g.kt, g.kh, g.kw, g.cin});
     const int64_t taps = g.kt * g.kh * g.kw;
-    kernels::dispatch_float(weight.dtype(), [&](auto w_tag) {
-      kernels::dispatch_float(dtype, [&](auto conv_tag) {
+    dispatch_video(weight.dtype(), [&](auto w_tag) {
+      dispatch_video(dtype, [&](auto conv_tag) {
         using Tw = decltype(w_tag);
         using Tc = decltype(conv_tag);
-        launch_transpose<Tw, Tc>(typed<Tw>(weight), typed_mut<Tc>(w_conv), g.cout, g.cin, taps, taps, PadMap{},
-                                 nullptr, stream);
+        launch_transpose<Tw, Tc>(rows_of(typed<Tw>(weight), taps), typed_mut<Tc>(w_conv), g.cout, g.cin, taps,
+                                 PadMap{}, nullptr, stream);
       });
     });
   } else {
@@ -498,10 +640,12 @@ std::optional<Tensor> conv3d_in_layout(CudaOps& ops, ConvLayout layout, const Co
   WANRT_CHECK_CUDNN(cudnnGetConvolutionNdForwardOutputDim(conv_desc.get(), x_desc.get(), w_desc.get(), 5, cudnn_y_dims));
   for (int i = 0; i < 5; ++i) WANRT_ASSERT(cudnn_y_dims[i] == y_dims[i]);
 
-  // Math: BF16 on tensor cores; F32 on FMA units unless TF32 was asked for.
-  const bool allow_tensor_math = dtype == DType::BF16 || ops.options().tf32_convolutions;
+  // Math: BF16 and F16 on tensor cores (F32 accumulation: the descriptor's compute type);
+  // F32 on FMA units unless TF32 was asked for.
+  const bool half_precision = dtype != DType::F32;
+  const bool allow_tensor_math = half_precision || ops.options().tf32_convolutions;
   const cudnnMathType_t requested_math =
-      dtype == DType::BF16 ? CUDNN_TENSOR_OP_MATH : (ops.options().tf32_convolutions ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH);
+      half_precision ? CUDNN_TENSOR_OP_MATH : (ops.options().tf32_convolutions ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH);
   WANRT_CHECK_CUDNN(cudnnSetConvolutionMathType(conv_desc.get(), requested_math));
 
   Tensor y = channels_last ? ops.empty(dtype, {g.t_out, g.h_out, g.w_out, g.cout})
@@ -528,14 +672,15 @@ std::optional<Tensor> conv3d_in_layout(CudaOps& ops, ConvLayout layout, const Co
   if (channels_last) {
     // [T'·H'·W', Cout] -> [Cout, T', H', W'] with the bias added on the way.
     Tensor out = ops.empty(dtype, {g.cout, g.t_out, g.h_out, g.w_out});
-    kernels::dispatch_float(dtype, [&](auto tag) {
+    dispatch_video(dtype, [&](auto tag) {
       using T = decltype(tag);
-      launch_transpose<T, T>(typed<T>(y), typed_mut<T>(out), 1, positions, g.cout, g.cout, PadMap{}, bias, stream);
+      launch_transpose<T, T>(rows_of(typed<T>(y), g.cout), typed_mut<T>(out), 1, positions, g.cout, PadMap{}, bias,
+                             stream);
     });
     return out;
   }
   if (bias && positions > 0) {
-    kernels::dispatch_float(dtype, [&](auto tag) {
+    dispatch_video(dtype, [&](auto tag) {
       using T = decltype(tag);
       constexpr int kVec = 16 / sizeof(T);
       const dim3 grid(static_cast<unsigned>(std::min<int64_t>(64, (positions / kVec + 255) / 256 + 1)),
@@ -554,18 +699,29 @@ std::optional<Tensor> conv3d_in_layout(CudaOps& ops, ConvLayout layout, const Co
 
 }  // namespace
 
-Tensor CudaOps::conv3d(const Tensor& x, const Tensor& weight, const Tensor* bias, const Conv3dOptions& o) {
-  expect_device_float(x, "conv3d input");
-  expect_device_float(weight, "conv3d weight");
+namespace {
+
+// conv3d and conv3d_after: `prefix` (may be null) holds frames that come before x's.
+Tensor run_conv3d(CudaOps& ops, const Tensor* prefix, const Tensor& x, const Tensor& weight, const Tensor* bias,
+                  const Conv3dOptions& o) {
+  expect_video_tensor(x, "conv3d input");
+  expect_video_tensor(weight, "conv3d weight");
   WANRT_CHECK(x.dim() == 4 && weight.dim() == 5 && weight.size(1) == x.size(0), "conv3d: input ",
               x.describe(), " does not match weight ", weight.describe(),
               " (expected [Cin, T, H, W] and [Cout, Cin, kt, kh, kw])");
-  const ConvGeometry geometry = conv_geometry(x, weight, o);
+  if (prefix) {
+    expect_video_tensor(*prefix, "conv3d prefix");
+    WANRT_CHECK(prefix->dim() == 4 && prefix->size(0) == x.size(0) && prefix->size(2) == x.size(2) &&
+                    prefix->size(3) == x.size(3),
+                "conv3d_after: prefix ", prefix->describe(), " and input ", x.describe(), " differ past the time axis");
+  }
+  const int64_t frames = x.size(1) + (prefix ? prefix->size(1) : 0);
+  const ConvGeometry geometry = conv_geometry(x, frames, weight, o);
   Tensor bias_f32;
-  const float* b = bias ? float_vector(*this, *bias, geometry.cout, "conv3d bias", bias_f32) : nullptr;
-  const DType dtype = options_.conv_dtype;
-  WANRT_CHECK(dtype == DType::F32 || dtype == DType::BF16, "conv3d: CudaOptions::conv_dtype must be F32 or BF16, got ",
-              dtype_name(dtype));
+  const float* b = bias ? float_vector(ops, *bias, geometry.cout, "conv3d bias", bias_f32) : nullptr;
+  const DType dtype = ops.options().conv_dtype;
+  WANRT_CHECK(dtype == DType::F32 || dtype == DType::BF16 || dtype == DType::F16,
+              "conv3d: CudaOptions::conv_dtype must be F32, BF16 or F16, got ", dtype_name(dtype));
 #ifndef WANRT_HAVE_CUDNN
   (void)b;
   fail("conv3d on the GPU needs cuDNN 9, which was not found when wanrt was built: install it "
@@ -574,19 +730,35 @@ Tensor CudaOps::conv3d(const Tensor& x, const Tensor& weight, const Tensor* bias
   const ConvLayout first = preferred_conv_layout();
   const ConvLayout second = first == ConvLayout::Ndhwc ? ConvLayout::Ncdhw : ConvLayout::Ndhwc;
   for (const ConvLayout layout : {first, second})
-    if (std::optional<Tensor> y = conv3d_in_layout(*this, layout, geometry, x, weight, b)) return *std::move(y);
-  fail("conv3d: cuDNN has no algorithm for ", x.describe(), " * ", weight.describe(), " in ",
-       dtype_name(dtype), (options_.tf32_convolutions ? " (TF32)" : ""), " in either layout");
+    if (std::optional<Tensor> y = conv3d_in_layout(ops, layout, geometry, prefix, x, weight, b)) return *std::move(y);
+  fail("conv3d: cuDNN has no algorithm for ", x.describe(), " (", frames, " frames) * ", weight.describe(), " in ",
+       dtype_name(dtype), (ops.options().tf32_convolutions ? " (TF32)" : ""), " in either layout");
 #endif
 }
 
-Tensor CudaOps::channel_rms_norm(const Tensor& x, const Tensor& gamma) {
-  expect_device_float(x, "channel_rms_norm input");
+}  // namespace
+
+Tensor CudaOps::conv3d(const Tensor& x, const Tensor& weight, const Tensor* bias, const Conv3dOptions& o) {
+  return run_conv3d(*this, nullptr, x, weight, bias, o);
+}
+
+Tensor CudaOps::conv3d_after(const Tensor& prefix, const Tensor& x, const Tensor& weight, const Tensor* bias,
+                             const Conv3dOptions& o) {
+  // The in-place read needs one element type; mixed dtypes take the joined copy instead.
+  if (prefix.dtype() != x.dtype()) return run_conv3d(*this, nullptr, concat_frames(prefix, x), weight, bias, o);
+  return run_conv3d(*this, &prefix, x, weight, bias, o);
+}
+
+namespace {
+
+template <bool kSilu>
+Tensor run_channel_rms_norm(CudaOps& ops, const Tensor& x, const Tensor& gamma) {
+  expect_video_tensor(x, "channel_rms_norm input");
   WANRT_CHECK(x.dim() >= 2, "channel_rms_norm needs [C, ...], got ", x.describe());
   const int64_t channels = x.size(0), positions = channels ? x.numel() / channels : 0;
   Tensor gamma_f32;
-  const float* g = float_vector(*this, gamma, channels, "channel_rms_norm gamma", gamma_f32);
-  Tensor out = empty(x.dtype(), x.shape());
+  const float* g = float_vector(ops, gamma, channels, "channel_rms_norm gamma", gamma_f32);
+  Tensor out = ops.empty(x.dtype(), x.shape());
   if (x.numel() == 0) return out;
   const float root_c = std::sqrt(static_cast<float>(channels));
   const int64_t blocks = (positions + kTile - 1) / kTile;
@@ -594,16 +766,17 @@ Tensor CudaOps::channel_rms_norm(const Tensor& x, const Tensor& gamma) {
   // Cache the tile in shared memory up to 128 KiB (1024 channels); wider inputs re-read x.
   constexpr int64_t kMaxCacheBytes = 128 << 10;
   const int64_t cache_bytes = channels * kTile * static_cast<int64_t>(sizeof(float));
-  kernels::dispatch_float(x.dtype(), [&](auto tag) {
+  dispatch_video(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
     const dim3 block(kTile, kTileRows);
     if (cache_bytes <= kMaxCacheBytes) {
-      WANRT_CHECK_CUDA(cudaFuncSetAttribute(channel_rms_norm_kernel<T, true>,
+      WANRT_CHECK_CUDA(cudaFuncSetAttribute(channel_rms_norm_kernel<T, true, kSilu>,
                                             cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(cache_bytes)));
-      channel_rms_norm_kernel<T, true><<<static_cast<unsigned>(blocks), block, static_cast<size_t>(cache_bytes), stream_>>>(
-          typed<T>(x), g, typed_mut<T>(out), channels, positions, root_c);
+      channel_rms_norm_kernel<T, true, kSilu>
+          <<<static_cast<unsigned>(blocks), block, static_cast<size_t>(cache_bytes), ops.stream()>>>(
+              typed<T>(x), g, typed_mut<T>(out), channels, positions, root_c);
     } else {
-      channel_rms_norm_kernel<T, false><<<static_cast<unsigned>(blocks), block, 0, stream_>>>(
+      channel_rms_norm_kernel<T, false, kSilu><<<static_cast<unsigned>(blocks), block, 0, ops.stream()>>>(
           typed<T>(x), g, typed_mut<T>(out), channels, positions, root_c);
     }
     WANRT_CHECK_LAUNCH();
@@ -611,13 +784,23 @@ Tensor CudaOps::channel_rms_norm(const Tensor& x, const Tensor& gamma) {
   return out;
 }
 
+}  // namespace
+
+Tensor CudaOps::channel_rms_norm(const Tensor& x, const Tensor& gamma) {
+  return run_channel_rms_norm<false>(*this, x, gamma);
+}
+
+Tensor CudaOps::channel_rms_norm_silu(const Tensor& x, const Tensor& gamma) {
+  return run_channel_rms_norm<true>(*this, x, gamma);
+}
+
 Tensor CudaOps::upsample_nearest_2x(const Tensor& x) {
-  expect_device_float(x, "upsample input");
+  expect_video_tensor(x, "upsample input");
   WANRT_CHECK(x.dim() == 4, "upsample_nearest_2x needs [C, T, H, W], got ", x.describe());
   const int64_t planes = x.size(0) * x.size(1), h = x.size(2), w = x.size(3);
   Tensor out = empty(x.dtype(), {x.size(0), x.size(1), 2 * h, 2 * w});
   if (x.numel() == 0) return out;
-  kernels::dispatch_float(x.dtype(), [&](auto tag) {
+  dispatch_video(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
     WANRT_CHECK(kernels::is_aligned(out.raw(), 2 * sizeof(T)), "upsample_nearest_2x: misaligned output");
     upsample_kernel<T><<<plane_grid(w, h, planes, 128), 128, 0, stream_>>>(typed<T>(x), typed_mut<T>(out), planes, h, w);
@@ -627,7 +810,7 @@ Tensor CudaOps::upsample_nearest_2x(const Tensor& x) {
 }
 
 Tensor CudaOps::frames(const Tensor& x, int64_t begin, int64_t end) {
-  expect_device_float(x, "frames input");
+  expect_video_tensor(x, "frames input");
   WANRT_CHECK(x.dim() == 4 && 0 <= begin && begin <= end && end <= x.size(1), "frames [", begin, ", ", end,
               ") out of range for ", x.describe());
   const int64_t channels = x.size(0), frames_in = x.size(1), plane = x.size(2) * x.size(3);
@@ -643,13 +826,13 @@ Tensor CudaOps::frames(const Tensor& x, int64_t begin, int64_t end) {
 }
 
 Tensor CudaOps::concat_frames(const Tensor& a, const Tensor& b) {
-  expect_device_float(a, "concat_frames lhs");
-  expect_device_float(b, "concat_frames rhs");
+  expect_video_tensor(a, "concat_frames lhs");
+  expect_video_tensor(b, "concat_frames rhs");
   WANRT_CHECK(a.dim() == 4 && b.dim() == 4 && a.size(0) == b.size(0) && a.size(2) == b.size(2) &&
                   a.size(3) == b.size(3),
               "concat_frames: ", a.describe(), " and ", b.describe(), " differ past the time axis");
-  // Mixed dtypes meet in F32 (the rule of the binary ops).
-  const DType dtype = a.dtype() == DType::F32 || b.dtype() == DType::F32 ? DType::F32 : DType::BF16;
+  // Mixed dtypes meet in the more precise one (the rule of the binary ops).
+  const DType dtype = promoted_video_dtype(a.dtype(), b.dtype());
   const Tensor lhs = as_dtype(a, dtype), rhs = as_dtype(b, dtype);
   const int64_t channels = a.size(0), plane = a.size(2) * a.size(3), ta = a.size(1), tb = b.size(1);
   Tensor out = empty(dtype, {channels, ta + tb, a.size(2), a.size(3)});
@@ -667,13 +850,99 @@ Tensor CudaOps::concat_frames(const Tensor& a, const Tensor& b) {
 }
 
 Tensor CudaOps::transpose(const Tensor& x) {
-  expect_device_float(x, "transpose input");
+  expect_video_tensor(x, "transpose input");
   WANRT_CHECK(x.dim() == 2, "transpose needs a 2-D tensor, got ", x.describe());
   const int64_t rows = x.size(0), cols = x.size(1);
   Tensor out = empty(x.dtype(), {cols, rows});
-  kernels::dispatch_float(x.dtype(), [&](auto tag) {
+  dispatch_video(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    launch_transpose<T, T>(typed<T>(x), typed_mut<T>(out), 1, rows, cols, cols, PadMap{}, nullptr, stream_);
+    launch_transpose<T, T>(rows_of(typed<T>(x), cols), typed_mut<T>(out), 1, rows, cols, PadMap{}, nullptr, stream_);
+  });
+  return out;
+}
+
+const Tensor& expect_video_tensor(const Tensor& t, const char* what) {
+  WANRT_CHECK(t.device() == Device::Cuda, "cuda backend: ", what, " ", t.describe(),
+              " is in host memory; upload it first (ops.upload / ops.upload_weight)");
+  WANRT_CHECK(t.dtype() == DType::F32 || t.dtype() == DType::BF16 || t.dtype() == DType::F16, "cuda backend: ", what,
+              " must be F32, BF16 or F16, got ", t.describe());
+  WANRT_CHECK(t.is_contiguous(), "cuda backend: ", what, " must be contiguous, got ", t.describe());
+  WANRT_CHECK(t.defined(), "cuda backend: ", what, " is an undefined tensor");
+  return t;
+}
+
+DType promoted_video_dtype(DType a, DType b) {
+  if (a == DType::F32 || b == DType::F32) return DType::F32;
+  if (a == DType::F16 || b == DType::F16) return DType::F16;
+  return DType::BF16;
+}
+
+Tensor half_activation(CudaOps& ops, const Tensor& x, Activation act) {
+  expect_video_tensor(x, "activation input");
+  WANRT_CHECK(x.dtype() == DType::F16, "half_activation takes F16, got ", x.describe());
+  Tensor out = ops.empty(DType::F16, x.shape());
+  const int64_t n = x.numel();
+  if (n == 0) return out;
+  const auto launch = [&](auto op) {
+    constexpr int kVec = 8;  // 16 bytes
+    if (n % kVec == 0 && kernels::is_aligned(x.raw(), 16) && kernels::is_aligned(out.raw(), 16))
+      half_unary_kernel<half, kVec><<<kernels::grid_stride_blocks(n / kVec, kElementwiseThreads), kElementwiseThreads,
+                                      0, ops.stream()>>>(typed<half>(x), typed_mut<half>(out), n / kVec, op);
+    else
+      half_unary_kernel<half, 1><<<kernels::grid_stride_blocks(n, kElementwiseThreads), kElementwiseThreads, 0,
+                                   ops.stream()>>>(typed<half>(x), typed_mut<half>(out), n, op);
+    WANRT_CHECK_LAUNCH();
+  };
+  switch (act) {
+    case Activation::None: launch(IdentityFn{}); break;
+    case Activation::Silu: launch(SiluFn{}); break;
+    case Activation::GeluTanh: launch(GeluTanhFn{}); break;
+  }
+  return out;
+}
+
+Tensor half_add(CudaOps& ops, const Tensor& a, const Tensor& b) {
+  expect_video_tensor(a, "add lhs");
+  expect_video_tensor(b, "add rhs");
+  WANRT_CHECK(a.dtype() == DType::F16 || b.dtype() == DType::F16, "half_add takes an F16 operand, got ",
+              a.describe(), " and ", b.describe());
+  const bool broadcast = b.shape() != a.shape();
+  const int64_t features = a.dim() ? a.size(-1) : 1;
+  WANRT_CHECK(!broadcast || b.numel() == features, "cuda backend: add of ", a.describe(), " and ", b.describe(),
+              ": shapes must match or the rhs be one row of ", features);
+  Tensor out = ops.empty(promoted_video_dtype(a.dtype(), b.dtype()), a.shape());
+  const int64_t n = a.numel();
+  if (n == 0) return out;
+  dispatch_video(a.dtype(), [&](auto a_tag) {
+    dispatch_video(b.dtype(), [&](auto b_tag) {
+      dispatch_video(out.dtype(), [&](auto out_tag) {
+        using Ta = decltype(a_tag);
+        using Tb = decltype(b_tag);
+        using Tout = decltype(out_tag);
+        // The widest vector of at most 16 bytes per operand that lengths and pointers allow.
+        constexpr size_t kWidest = std::max({sizeof(Ta), sizeof(Tb), sizeof(Tout)});
+        constexpr int kVec = static_cast<int>(16 / kWidest);
+        const bool vector = n % kVec == 0 && (!broadcast || features % kVec == 0) &&
+                            kernels::is_aligned(a.raw(), kVec * sizeof(Ta)) &&
+                            kernels::is_aligned(b.raw(), kVec * sizeof(Tb)) &&
+                            kernels::is_aligned(out.raw(), kVec * sizeof(Tout));
+        const auto launch = [&](auto vec_tag, auto broadcast_tag) {
+          constexpr int kV = decltype(vec_tag)::value;
+          constexpr bool kB = decltype(broadcast_tag)::value;
+          half_add_kernel<Ta, Tb, Tout, kV, kB><<<kernels::grid_stride_blocks(n / kV, kElementwiseThreads),
+                                                  kElementwiseThreads, 0, ops.stream()>>>(
+              typed<Ta>(a), typed<Tb>(b), typed_mut<Tout>(out), n / kV, features);
+          WANRT_CHECK_LAUNCH();
+        };
+        using One = std::integral_constant<int, 1>;
+        using Wide = std::integral_constant<int, kVec>;
+        if (vector) {
+          broadcast ? launch(Wide{}, std::true_type{}) : launch(Wide{}, std::false_type{});
+        } else {
+          broadcast ? launch(One{}, std::true_type{}) : launch(One{}, std::false_type{});
+        }
+      });
+    });
   });
   return out;
 }
