@@ -24,7 +24,7 @@ foreach(flag --task --size --frame_num --ckpt_dir --image --prompt --n_prompt --
              --sample_steps --sample_shift --sample_guide_scale --base_seed --save_file
              --offload_model --t5_cpu --convert_model_dtype --noise_file --save_latent --tf32
              --use_magcache --magcache_K --magcache_thresh --retention_ratio --magcache_ratios
-             --magcache_calibrate --backend --compile --compile_mode --vae_dtype --ulysses_size
+             --magcache_calibrate --backend --compile --compile_mode --vae_dtype --attention --ulysses_size
              --dit_fsdp --t5_fsdp --quantize)
   expect_match("${out}" "${flag}" "generate --help lists ${flag}")
 endforeach()
@@ -44,7 +44,7 @@ endforeach()
 run_wanrt(0 generate ${good} --save_file "${WORK}/out/video.mp4" --save_noise "${WORK}/noise.safetensors"
           --save_latent "${WORK}/latent.safetensors" --sample_guide_scale 2,4 --sample_solver dpm++
           --offload_model True --t5_cpu --convert_model_dtype --tf32 True --compile
-          --compile_mode max-autotune --vae_dtype fp32)
+          --compile_mode max-autotune --vae_dtype fp32 --attention int8)
 expect_match("${err}" "step 1/3" "progress line of step 1")
 expect_match("${err}" "step 3/3" "progress line of the last step")
 expect_match("${err}" "(high|low)-noise expert" "progress names the expert")
@@ -57,7 +57,7 @@ foreach(stage load text "VAE encode" denoise "VAE decode" write total)
 endforeach()
 expect_match("${out}" "guide scale 2 \\(low-noise expert\\) / 4 \\(high-noise expert\\)" "guide pair")
 expect_match("${out}" "--t5_cpu changes nothing" "note on --t5_cpu")
-foreach(flag --offload_model --tf32 --vae_dtype --compile)
+foreach(flag --offload_model --tf32 --vae_dtype --attention --compile)
   expect_match("${out}" "Note: ${flag} changes nothing on the CPU backend" "note on ${flag}")
 endforeach()
 expect_match("${out}" "backend +cpu, float32 \\(--backend cpu\\)" "header names the backend")
@@ -221,6 +221,7 @@ if(auto_chose_cpu)
 endif()
 expect_failure("--backend gpu: unknown backend; choose auto, cpu or cuda" ${good} ${bad_out} --backend gpu)
 expect_failure("--vae_dtype fp8: choose fp16, bf16 or fp32" ${good} ${bad_out} --vae_dtype fp8)
+expect_failure("--attention fp4: choose auto, bf16, int8 or portable" ${good} ${bad_out} --attention fp4)
 expect_failure("--tf32 'maybe': boolean value expected" ${good} ${bad_out} --tf32 maybe)
 expect_failure("--use_magcache 'perhaps': boolean value expected" ${good} ${bad_out} --use_magcache perhaps)
 expect_failure("--magcache_K -1: " ${good} ${bad_out} --use_magcache --magcache_K -1)

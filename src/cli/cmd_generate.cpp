@@ -95,10 +95,12 @@ struct GenerateOptions {
   std::string compile;       // likewise
   std::string compile_mode;  // accepted, any value
   std::string vae_dtype = "fp16";
+  std::string attention = "auto";
   CLI::Option* tf32_option = nullptr;
   CLI::Option* compile_option = nullptr;
   CLI::Option* compile_mode_option = nullptr;
   CLI::Option* vae_dtype_option = nullptr;
+  CLI::Option* attention_option = nullptr;
   // MagCache (the flags and defaults of MagCache4Wan2.2/magcache_generate.py).
   std::string use_magcache;  // str2bool text; "" when given without a value
   CLI::Option* use_magcache_option = nullptr;
@@ -296,6 +298,9 @@ int run_generate(GenerateOptions options) {
   WANRT_CHECK(options.vae_dtype == "fp16" || options.vae_dtype == "bf16" ||
                   options.vae_dtype == "fp32",
               "--vae_dtype ", options.vae_dtype, ": choose fp16, bf16 or fp32");
+  WANRT_CHECK(options.attention == "auto" || options.attention == "bf16" ||
+                  options.attention == "int8" || options.attention == "portable",
+              "--attention ", options.attention, ": choose auto, bf16, int8 or portable");
 
   // MagCache.
   const bool use_magcache =
@@ -395,7 +400,8 @@ int run_generate(GenerateOptions options) {
         {options.t5_cpu, "--t5_cpu"},
         {options.convert_model_dtype, "--convert_model_dtype"},
         {options.tf32_option->count() > 0, "--tf32"},
-        {options.vae_dtype_option->count() > 0, "--vae_dtype"}};
+        {options.vae_dtype_option->count() > 0, "--vae_dtype"},
+        {options.attention_option->count() > 0, "--attention"}};
     for (const auto& [given, flag] : no_effect)
       if (given)
         std::cout << "Note: " << flag
@@ -415,11 +421,18 @@ int run_generate(GenerateOptions options) {
     cuda_options.conv_dtype = options.vae_dtype == "fp32"   ? DType::F32
                               : options.vae_dtype == "bf16" ? DType::BF16
                                                             : DType::F16;
+    cuda_options.attention = options.attention == "int8"       ? AttentionKernel::Int8
+                             : options.attention == "portable" ? AttentionKernel::Portable
+                                                               : AttentionKernel::Auto;
     const cuda::DeviceInfo gpu = cuda::device_info(cuda_options.device);
     std::cout << "  backend     cuda on GPU " << gpu.index << ": " << gpu.name << ", "
               << gib(gpu.free_memory) << " free of " << gib(gpu.total_memory) << " ("
               << backend.why << ")\n"
-              << "  precision   bf16 GEMMs and attention, float32 residual stream; float32 GEMMs "
+              << "  precision   bf16 GEMMs, "
+              << (options.attention == "int8" ? "8-bit attention (--attention int8)"
+                  : options.attention == "portable" ? "bf16 attention (portable kernel)"
+                                                    : "bf16 attention")
+              << ", float32 residual stream; float32 GEMMs "
               << (tf32 ? "with TF32 (--tf32)" : "in true float32") << "; VAE in "
               << options.vae_dtype
               << (options.vae_dtype == "fp32"
@@ -687,6 +700,16 @@ Subcommand add_generate_command(CLI::App& app) {
                        "3.2e-3 of the reference and fastest; fp32: TF32 convolutions, 1.6x slower; "
                        "bf16: as fast as fp16 but about 2.5e-2 off on decode); changes nothing on "
                        "the CPU backend")
+          ->capture_default_str();
+  options->attention_option =
+      command
+          ->add_option("--attention", options->attention,
+                       "auto, bf16, int8 or portable: the attention kernel on CUDA. auto and bf16: "
+                       "the fastest exact bf16 kernel for the GPU (the Hopper kernel on sm_90, "
+                       "else the portable one); int8: the 8-bit Hopper kernel (INT8 Q.K^T with "
+                       "per-block scales, FP8 P.V; faster, about 1e-2 off); portable: the "
+                       "mma.sync kernel any GPU from sm_80 runs; changes nothing on the CPU "
+                       "backend")
           ->capture_default_str();
   // MagCache skips the DiT blocks of calls the cached residual predicts (spec section 5), with
   // the flags and defaults of MagCache4Wan2.2/magcache_generate.py.

@@ -405,6 +405,9 @@ Tensor CudaOps::attention(const Tensor& q, const Tensor& k, const Tensor& v,
                           const AttentionOptions& options) {
   const AttentionShape shape = check_attention_args(q, k, v, options);
   const AttentionKernel choice = attention_choice(options_.attention);
+  WANRT_CHECK(choice != AttentionKernel::Int8,
+              "cuda backend: the 8-bit attention kernel (--attention int8) is not built yet; use "
+              "--attention auto");
   if (choice != AttentionKernel::Portable && sm90_attention_applies(q, k, v, options)) {
     const bool hopper = device_has_sm90(device_);
     WANRT_CHECK(hopper || choice != AttentionKernel::Sm90,

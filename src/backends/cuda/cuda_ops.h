@@ -38,6 +38,8 @@ enum class AttentionKernel {
              // overrides this choice (for comparisons)
   Portable,  // the mma.sync flash kernel (any GPU from sm_80), the generic one where it cannot
   Sm90,      // the Hopper kernel wherever it applies; an error on a GPU that is not sm_90
+  Int8,      // the 8-bit Hopper kernel (SageAttention's recipe: INT8 Q·Kᵀ, FP8 P·V) where it
+             // applies, the bf16 choice of Auto elsewhere; an error on a GPU that is not sm_90
 };
 
 // Choices the caller makes for the whole backend.
