@@ -1,7 +1,9 @@
 // bench_attention: TFLOP/s of CudaOps::attention at the Wan2.2-A14B shapes, bf16 q/k/v in the
 // engine's [L, H, d] layout, no mask, under every compiled tiling of the Hopper kernel (on an
-// sm_90 GPU, head_dim 128; its first is the one Ops::attention uses there) and of the portable
-// flash kernel (its first is the one Ops::attention uses elsewhere), and through
+// sm_90 GPU, head_dim 128; its first is the one Ops::attention uses there), of the 8-bit Hopper
+// kernel (cuda_attention_int8.cu; "int8 ..." with its per-call pre-pass, "int8 ... kernel" on
+// operands quantized once, "int8 pre-pass" the pre-pass alone, its TFLOP/s column meaningless),
+// of the portable flash kernel (its first is the one Ops::attention uses elsewhere), and through
 // Ops::attention itself:
 //   720p-self        40 heads × 75,600 queries × 75,600 keys × 128 (one GPU)
 //   720p-ulysses8     5 heads × 75,600 × 75,600 × 128 (per GPU with 8-way sequence parallelism)
@@ -23,11 +25,12 @@
 //
 //   bench_attention [--shape NAME] [--seconds S] [--rounds N] [--only LIST]
 // --only: a comma-separated list of candidates to measure, each an exact candidate name
-// ("sm90 c2 n128 ov pp") or a group: sm90, portable, op (Ops::attention); default all.
+// ("sm90 c2 n128 ov pp") or a group: sm90, int8, portable, op (Ops::attention); default all.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <random>
 #include <string>
 #include <vector>
@@ -40,6 +43,7 @@
 #include <cuda_runtime.h>
 
 #include "backends/cuda/cuda_attention.h"
+#include "backends/cuda/cuda_attention_int8.h"
 #include "backends/cuda/cuda_device.h"
 #include "backends/cuda/cuda_ops_impl.h"
 #endif
@@ -181,18 +185,44 @@ int run(int argc, char** argv) {
              candidates_wanted.find(std::string(",") + group + ",") != std::string::npos;
     };
     const bool hopper = sm90_available && sm90_attention_applies(q, k, v, options);
-    std::vector<Sm90Tiling> sm90_tilings;
+    std::vector<std::string> names;
+    std::vector<std::function<Tensor()>> calls;
     if (hopper)
       for (const Sm90Tiling& t : sm90_attention_tilings())
-        if (wanted(t.name(), "sm90")) sm90_tilings.push_back(t);
-    std::vector<FlashTiling> tilings;
+        if (wanted(t.name(), "sm90")) {
+          names.push_back(t.name());
+          calls.push_back([&ops, &q, &k, &v, &options, t] { return sm90_attention(ops, q, k, v, options, t); });
+        }
+    // The 8-bit kernel twice: with its pre-pass (what Ops::attention pays per call) and alone
+    // on operands prepared once.
+    Int8Operands prepared;
+    const bool int8 = hopper && int8_attention_applies(q, k, v, options);
+    if (int8)
+      for (const Int8Tiling& t : int8_attention_tilings()) {
+        if (wanted(t.name(), "int8")) {
+          names.push_back(t.name());
+          calls.push_back([&ops, &q, &k, &v, &options, t] { return int8_attention(ops, q, k, v, options, t); });
+        }
+        if (wanted(t.name() + " kernel", "int8")) {
+          if (prepared.q_len == 0) prepared = int8_attention_prepare(ops, q, k, v, options);
+          names.push_back(t.name() + " kernel");
+          calls.push_back([&ops, &prepared, t] { return int8_attention_run(ops, prepared, t); });
+        }
+      }
+    if (int8 && wanted("int8 pre-pass", "int8")) {
+      names.push_back("int8 pre-pass");
+      calls.push_back([&ops, &q, &k, &v, &options] { return int8_attention_prepare(ops, q, k, v, options).q8; });
+    }
     if (!s.bias)
       for (const FlashTiling& t : flash_attention_tilings(s.head_dim))
-        if (wanted(t.name(), "portable")) tilings.push_back(t);
-    std::vector<std::string> names;
-    for (const Sm90Tiling& t : sm90_tilings) names.push_back(t.name());
-    for (const FlashTiling& t : tilings) names.push_back(t.name());
-    if (wanted(kOp, "op")) names.push_back(kOp);
+        if (wanted(t.name(), "portable")) {
+          names.push_back(t.name());
+          calls.push_back([&ops, &q, &k, &v, &options, t] { return flash_attention(ops, q, k, v, options, t); });
+        }
+    if (wanted(kOp, "op")) {
+      names.push_back(kOp);
+      calls.push_back([&ops, &q, &k, &v, &options] { return ops.attention(q, k, v, options); });
+    }
     // Which candidate Ops::attention takes (marked in the table).
     const std::string used = hopper ? sm90_attention_tilings().front().name()
                              : s.bias || flash_attention_tilings(s.head_dim).empty()
@@ -202,16 +232,11 @@ int run(int argc, char** argv) {
     for (int round = 0; round < rounds; ++round)
       for (size_t c = 0; c < names.size(); ++c) {
         Tensor out;
-        const double per_call = time_per_call(ops, seconds, [&] {
-          if (c < sm90_tilings.size())
-            out = sm90_attention(ops, q, k, v, options, sm90_tilings[c]);
-          else if (c < sm90_tilings.size() + tilings.size())
-            out = flash_attention(ops, q, k, v, options, tilings[c - sm90_tilings.size()]);
-          else
-            out = ops.attention(q, k, v, options);
-        });
-        const int64_t bad = non_finite_prefix(out);
-        WANRT_CHECK(bad == 0, s.name, " ", names[c], ": ", bad, " non-finite outputs");
+        const double per_call = time_per_call(ops, seconds, [&] { out = calls[c](); });
+        if (out.dtype() == DType::BF16) {  // the pre-pass row returns int8 q
+          const int64_t bad = non_finite_prefix(out);
+          WANRT_CHECK(bad == 0, s.name, " ", names[c], ": ", bad, " non-finite outputs");
+        }
         best[c] = std::min(best[c], per_call);
       }
     for (size_t c = 0; c < names.size(); ++c) {
@@ -225,30 +250,35 @@ int run(int argc, char** argv) {
   }
 
   std::printf("| shape | H x Lq x Lk x d | Ops::attention TFLOP/s | ms | best sm90 tiling | its TFLOP/s |"
-              " best portable tiling | its TFLOP/s |\n");
-  std::printf("| --- | --- | --- | --- | --- | --- | --- | --- |\n");
+              " best portable tiling | its TFLOP/s | best int8 (with pre-pass) | its TFLOP/s |"
+              " best int8 kernel alone | its TFLOP/s |\n");
+  std::printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
   for (const Shape4& s : kShapes) {
     const Row* op = nullptr;
-    const Row* fastest[2] = {nullptr, nullptr};  // sm90, portable
+    const Row* fastest[4] = {nullptr, nullptr, nullptr, nullptr};  // sm90, portable, int8, int8 kernel
     for (const Row& r : rows) {
       if (r.shape != s.name) continue;
       if (r.candidate == kOp) {
         op = &r;
         continue;
       }
-      const Row*& best = fastest[r.candidate.rfind("sm90", 0) == 0 ? 0 : 1];
+      if (r.candidate == "int8 pre-pass") continue;
+      const bool is_int8 = r.candidate.rfind("int8", 0) == 0;
+      const bool kernel_alone = r.candidate.size() > 7 && r.candidate.substr(r.candidate.size() - 7) == " kernel";
+      const int group = is_int8 ? (kernel_alone ? 3 : 2) : r.candidate.rfind("sm90", 0) == 0 ? 0 : 1;
+      const Row*& best = fastest[group];
       if (!best || r.seconds < best->seconds) best = &r;
     }
-    if (!op && !fastest[0] && !fastest[1]) continue;
+    if (!op && !fastest[0] && !fastest[1] && !fastest[2]) continue;
     auto cells = [&](const Row* r) {
       return r ? str_cat(r->candidate, " | ", fmt_tflops(s.tflop() / r->seconds)) : std::string("- | -");
     };
-    std::printf("| %s | %lld x %lld x %lld x %lld%s | %s | %s | %s | %s |\n", s.name,
+    std::printf("| %s | %lld x %lld x %lld x %lld%s | %s | %s | %s | %s | %s | %s |\n", s.name,
                 static_cast<long long>(s.heads), static_cast<long long>(s.q_len),
                 static_cast<long long>(s.kv_len), static_cast<long long>(s.head_dim),
                 s.bias ? " + bias" : "", op ? fmt_tflops(s.tflop() / op->seconds).c_str() : "-",
                 op ? str_cat(op->seconds * 1e3).c_str() : "-", cells(fastest[0]).c_str(),
-                cells(fastest[1]).c_str());
+                cells(fastest[1]).c_str(), cells(fastest[2]).c_str(), cells(fastest[3]).c_str());
   }
   return 0;
 }

@@ -2,7 +2,8 @@
 // k, v [Lk, H, d] in the engine's token-major layout (no transposes around the kernel), BF16
 // output, F32 online softmax. On an sm_90 GPU, head_dim 128 without bias goes to the Hopper
 // kernel (TMA + wgmma, cuda_attention_sm90.cu) unless CudaOptions::attention or
-// WANRT_ATTENTION says portable. Otherwise two kernels:
+// WANRT_ATTENTION says portable; where they say int8, to the 8-bit Hopper kernel
+// (cuda_attention_int8.cu). Otherwise two kernels:
 //
 // Flash kernel (head_dim 64 and 128, no bias, scale >= 0): bf16 tensor cores, FlashAttention-2's
 // schedule on mma.sync; cuda_flash_attention.cuh holds it, its design and its measurements.
@@ -26,6 +27,7 @@
 #include <string>
 
 #include "backends/cuda/cuda_attention.h"
+#include "backends/cuda/cuda_attention_int8.h"
 #include "backends/cuda/cuda_check.h"
 #include "backends/cuda/cuda_flash_attention.cuh"
 #include "backends/cuda/cuda_gemm_attention.h"
@@ -376,7 +378,7 @@ Tensor generic_attention(CudaOps& ops, const Tensor& q, const Tensor& k, const T
 
 namespace {
 
-// CudaOptions::attention, with WANRT_ATTENTION=auto|portable|sm90 overriding Auto (read once).
+// CudaOptions::attention, with WANRT_ATTENTION=auto|portable|sm90|int8 overriding Auto (read once).
 AttentionKernel attention_choice(AttentionKernel configured) {
   static const AttentionKernel from_environment = [] {
     const char* value = std::getenv("WANRT_ATTENTION");
@@ -384,7 +386,8 @@ AttentionKernel attention_choice(AttentionKernel configured) {
     if (text.empty() || text == "auto") return AttentionKernel::Auto;
     if (text == "portable") return AttentionKernel::Portable;
     if (text == "sm90") return AttentionKernel::Sm90;
-    fail("WANRT_ATTENTION must be auto, portable or sm90, got '", text, "'");
+    if (text == "int8") return AttentionKernel::Int8;
+    fail("WANRT_ATTENTION must be auto, portable, sm90 or int8, got '", text, "'");
   }();
   return configured == AttentionKernel::Auto ? from_environment : configured;
 }
@@ -405,9 +408,13 @@ Tensor CudaOps::attention(const Tensor& q, const Tensor& k, const Tensor& v,
                           const AttentionOptions& options) {
   const AttentionShape shape = check_attention_args(q, k, v, options);
   const AttentionKernel choice = attention_choice(options_.attention);
-  WANRT_CHECK(choice != AttentionKernel::Int8,
-              "cuda backend: the 8-bit attention kernel (--attention int8) is not built yet; use "
-              "--attention auto");
+  // The 8-bit kernel where it applies (head_dim 128 without bias: the DiT's self- and
+  // cross-attention); the rest (umT5's biased attention, the VAE) takes Auto's bf16 choice.
+  if (choice == AttentionKernel::Int8 && int8_attention_applies(q, k, v, options)) {
+    WANRT_CHECK(device_has_sm90(device_),
+                "cuda backend: the 8-bit attention kernel was asked for, but this GPU is not sm_90");
+    return int8_attention(*this, q, k, v, options, int8_attention_tilings().front());
+  }
   if (choice != AttentionKernel::Portable && sm90_attention_applies(q, k, v, options)) {
     const bool hopper = device_has_sm90(device_);
     WANRT_CHECK(hopper || choice != AttentionKernel::Sm90,

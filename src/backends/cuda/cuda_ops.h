@@ -34,7 +34,7 @@ namespace wanrt {
 // Which kernel runs bf16 attention where several could (cuda_attention.cu).
 enum class AttentionKernel {
   Auto,      // the Hopper kernel on an sm_90 GPU where it applies (head_dim 128, no bias), else
-             // the portable one; the environment variable WANRT_ATTENTION=portable|sm90
+             // the portable one; the environment variable WANRT_ATTENTION=portable|sm90|int8
              // overrides this choice (for comparisons)
   Portable,  // the mma.sync flash kernel (any GPU from sm_80), the generic one where it cannot
   Sm90,      // the Hopper kernel wherever it applies; an error on a GPU that is not sm_90
