@@ -121,9 +121,13 @@ class CudaAttentionInt8Test : public ::testing::Test {
                                                    const AttentionOptions& o) {
                         return int8_attention(cuda(), q, k, v, o, tiling);
                       }});
+    // A second CudaOps has its own stream: wait for the first's work on the inputs, and hand
+    // the result back through the host (downloads synchronise with the stream that wrote it).
     runs.push_back({"Ops::attention (int8)", [this](const Tensor& q, const Tensor& k, const Tensor& v,
                                                     const AttentionOptions& o) {
-                      return int8_ops_->attention(q, k, v, o);
+                      cuda::synchronize();
+                      return cuda().as_dtype(gpu_->upload(int8_ops_->download(int8_ops_->attention(q, k, v, o))),
+                                             DType::BF16);
                     }});
     return runs;
   }
@@ -265,14 +269,17 @@ TEST_F(CudaAttentionInt8Test, SmallOpDispatch) {
   const Tensor k = to_device(testing::random_normal({150, 2, 128}, rng_));
   const Tensor v = to_device(testing::random_normal({150, 2, 128}, rng_));
   const AttentionOptions options{.scale = 0.09f};
-  const Tensor via_op = gpu_->download(int8_ops_->attention(q, k, v, options));
+  cuda::synchronize();  // int8_ops_ runs on its own stream
+  const Tensor via_op = int8_ops_->download(int8_ops_->attention(q, k, v, options));
   const Tensor direct = gpu_->download(int8_attention(cuda(), q, k, v, options, int8_attention_tilings().front()));
   EXPECT_EQ(testing::relative_error(via_op, direct), 0.0);
   const Tensor q64 = bf16_rounded(testing::random_normal({100, 2, 64}, rng_));
   const Tensor k64 = bf16_rounded(testing::random_normal({150, 2, 64}, rng_));
   const Tensor v64 = bf16_rounded(testing::random_normal({150, 2, 64}, rng_));
-  EXPECT_FALSE(int8_attention_applies(to_device(q64), to_device(k64), to_device(v64), options));
-  const Tensor out64 = gpu_->download(int8_ops_->attention(to_device(q64), to_device(k64), to_device(v64), options));
+  const Tensor q64d = to_device(q64), k64d = to_device(k64), v64d = to_device(v64);
+  EXPECT_FALSE(int8_attention_applies(q64d, k64d, v64d, options));
+  cuda::synchronize();
+  const Tensor out64 = int8_ops_->download(int8_ops_->attention(q64d, k64d, v64d, options));
   EXPECT_LT(testing::relative_error(out64, cpu_->attention(q64, k64, v64, options)), 1e-2);
 }
 
@@ -292,7 +299,7 @@ TEST_F(CudaAttentionInt8Test, SmallClearErrors) {
   expect_error([&] { int8_attention(cuda(), q64, q64, q64, {}, tiling); }, "head_dim 128");
   expect_error([&] { int8_attention(cuda(), q, k, k, {.kv_len = 21}, tiling); }, "kv_len");
   expect_error([&] { int8_attention(cuda(), q, k, k, {.scale = -1.0f}, tiling); }, "scale >= 0");
-  expect_error([&] { int8_attention(cuda(), q, k, k, {}, Int8Tiling{7, true}); }, "no 8-bit attention tiling");
+  expect_error([&] { int8_attention(cuda(), q, k, k, {}, Int8Tiling{7, 1, true}); }, "no 8-bit attention tiling");
 }
 
 #endif  // WANRT_HAVE_CUDA

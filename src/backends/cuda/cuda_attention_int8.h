@@ -16,9 +16,11 @@ class CudaOps;
 
 // One compiled configuration of the 8-bit kernel.
 struct Int8Tiling {
-  int stages = 0;          // K/V tiles in flight in shared memory
-  bool two_level = false;  // P·V of each key tile in a fresh wgmma accumulator, added in F32
-  std::string name() const;  // "int8 s2 2lvl"
+  int stages = 0;       // K/V tiles in flight in shared memory
+  int flush_every = 0;  // two-level accumulation: P·V of this many key tiles in a wgmma
+                        // accumulator, then added into F32 registers; 0: all in one
+  bool half_exp = false;  // exp2 on f16 pairs (two per MUFU instruction)
+  std::string name() const;  // "int8 s2 f1 h2"
   bool operator==(const Int8Tiling&) const = default;
 };
 
