@@ -15,8 +15,9 @@
 //   4. P = exp2(...) scaled to ≤ 448 (the top of E4M3, so that small probabilities keep their
 //      bits), FP8 in registers, O += P·V on wgmma m64n128k32 e4m3 with F32 row sums of the
 //      unrounded P. Hopper's FP8 wgmma accumulates with fewer bits than F32 (SageAttention2
-//      measured ~22-bit accumulators), so the two_level tilings give each key tile's P·V a
-//      fresh accumulator and add it into F32 registers (the brief's two-level accumulation).
+//      measured ~22-bit accumulators), so P·V of every kFlush key tiles goes to a fresh wgmma
+//      accumulator that is then added into F32 registers (two-level accumulation; without
+//      it the error on real inputs is 50× larger, see below).
 //   5. O·v_scale[c] / rowsum → bf16.
 // The pre-pass (1–3, four small kernels here) is O(L·d); the main kernel is the bf16 Hopper
 // kernel's design (cuda_attention_sm90.cuh): TMA + mbarrier ring, producer warpgroup + two
@@ -41,10 +42,41 @@
 //   per head while it stays in L2) + Lq·H·128·2 (O bf16); from L2 ⌈Lq/128⌉·2·kv_len·H·128.
 //   Pre-pass: reads q, k twice, v twice (bf16: 2·(Lq + 4·kv_len)·H·128 B) and writes the
 //   8-bit copies ((Lq + 2·kv_len)·H·128 B) and the scales.
-// Measurements: see the end of this comment block (filled in from the H100 runs).
+//
+// Tilings ("int8 s2 fN": 2 K/V stages, two-level accumulation every N key tiles; the first is
+// the one Ops::attention uses): f4, f1, and f0 (no two-level accumulation: fast but wrong on
+// real inputs, kept to measure what the two-level accumulation costs).
+// Measured on an H100 80GB HBM3 SXM (700 W), 2026-11-24, TFLOP/s = 4·H·Lq·Lk·d / time;
+// `bench_attention --only "int8,sm90 c2 n128 ov pp" --seconds 0.25 --rounds 2`, "+pre" is
+// the full call (pre-pass included), "kernel" the main kernel on operands quantized once:
+//   shape (H × Lq × Lk × d)       bf16 sm90   f4 +pre / kernel   f1 +pre / kernel   f0 +pre / kernel*
+//   40 × 75,600² × 128 (720p)       650.6      703.4 / 698.8      677.0 / 694.4      787.3 / 780.0
+//    5 × 75,600² × 128 (Ulysses 8)  655.0      678.6 / 702.6      693.9 / 671.4      734.6 / 779.9
+//   40 × 32,760² × 128 (480p)       650.6      677.1 / 710.4      683.1 / 698.0      755.5 / 792.4
+//   40 × 75,600 × 512 × 128 (cross) 458.7      341.6 / 465.9      350.0 / 472.1      368.5 / 515.6
+//   (* f0 from the first session's run, 1 round.) A session's numbers drift by ±3% with the
+//   clocks, so f4 and f1 are about a tie (f4 a few % ahead in most kernel-alone rows).
+//   The pre-pass: 2.26 ms at 720p (1.3% of the call), 0.34 ms Ulysses 8, 1.0 ms 480p,
+//   0.61 ms cross (a quarter of that call: Q's 75,600 rows are quantized for 512 keys).
+// Accuracy (bench_attention_accuracy: one full-size block with random weights at 75,600
+// tokens; relative error ‖a − b‖/‖b‖): on the q/k/v the block feeds its self-attention, f4
+// 4.2e-3 and f1 4.1e-3 against the bf16 kernel (cosine 0.99999), f0 0.22 (cosine 0.995):
+// the FP8 wgmma's short accumulator over 591 key tiles. Against float32 on a slice (64
+// queries × 2 heads): int8 3.9e-3, bf16 1.7e-3. On N(0, 1) inputs of that shape 3.9e-2 (E4M3's
+// 3 mantissa bits on P and V: with no dominant keys the rounding errors of P and V are the
+// whole error). The block's output with int8 attention (self and cross) is 3.8e-3 off the one
+// with bf16 attention; the portable bf16 kernel gives 2.3e-3 there.
+// Why not the 1,100 TFLOP/s of issue 5: per key tile the two consumers need 16,384 exp2
+// (MUFU at 16/clock/SM: ~1,000 clocks) and ~4,000 warp instructions of softmax, dequant,
+// conversion and accumulation (~1,000 issue clocks on 4 schedulers) against ~1,000 clocks of
+// 8-bit tensor work, and the measured ~2,400 clocks per tile say they overlap poorly. The
+// two-level accumulation's 64 FADDs per thread and tile cost ~12% (f0 vs f1). Tried and
+// dropped: ex2.approx.f16x2 (two exps per instruction in PTX) compiles to two MUFU.EX2.F16
+// on sm_90 and measured no faster (681–716 with f4/f1 at 720p). Not tried yet: exp2 by a
+// polynomial on the FMA pipes for part of the elements (FlashAttention-4's trick), a third
+// consumer warpgroup, the tiles' spills (ptxas reports ~90 bytes in the two-level variants).
 #include <cuda.h>
 #include <cuda_bf16.h>
-#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -80,13 +112,12 @@ struct Params {
   int q_len, kv_len, heads, m_blocks, tiles, k_tiles;
 };
 
-template <int kStages_, int kFlush_, bool kHalfExp_>
+template <int kStages_, int kFlush_>
 struct Config {
   static constexpr int kConsumers = 2;
   static constexpr int kBlockM = 64 * kConsumers;
   static constexpr int kStages = kStages_;
   static constexpr int kFlush = kFlush_;       // two-level accumulation period in key tiles; 0: none
-  static constexpr bool kHalfExp = kHalfExp_;  // exp2 on f16 pairs
   static constexpr int kThreads = 128 * (kConsumers + 1);
   static constexpr int kProducerRegisters = 24;
   static constexpr int kConsumerRegisters = 240;
@@ -142,21 +173,6 @@ __device__ __forceinline__ void wgmma_e4m3_rs(float (&d)[64], const uint32_t (&a
 }
 #undef WANRT_D64
 #undef WANRT_D64_NAMES
-
-// 2^x of both halves (ex2.approx.f16x2; 2^−inf = +0).
-__device__ __forceinline__ __half2 exp2_half2(__half2 x) {
-  uint32_t in = *reinterpret_cast<const uint32_t*>(&x), out;
-  asm("ex2.approx.f16x2 %0, %1;\n" : "=r"(out) : "r"(in));
-  return *reinterpret_cast<const __half2*>(&out);
-}
-
-// Two f16 pairs to four E4M3 bytes (saturating), the low half of `low` in the low byte.
-__device__ __forceinline__ uint32_t pack_e4m3x4_from_half(uint32_t low, uint32_t high) {
-  uint16_t a, b;
-  asm("cvt.rn.satfinite.e4m3x2.f16x2 %0, %1;\n" : "=h"(a) : "r"(low));
-  asm("cvt.rn.satfinite.e4m3x2.f16x2 %0, %1;\n" : "=h"(b) : "r"(high));
-  return uint32_t{a} | (uint32_t{b} << 16);
-}
 
 // Four floats to four E4M3 bytes (saturating; round to nearest even), `a` in the low byte.
 __device__ __forceinline__ uint32_t pack_e4m3x4(float a, float b, float c, float d) {
@@ -258,8 +274,8 @@ __device__ __forceinline__ void run_consumer(const Params& p, int consumer, uint
     ptx::fence_registers(acc);
     ptx::fence_registers(pf);
   };
-  // Online softmax of one score tile: s (s32 bits) in, P·448 out in pv (F32, or with
-  // kHalfExp f16 pairs in the low 32 entries' bits), the running max in the log2 domain
+  // Online softmax of one score tile: s (s32 bits) in, P·448 out in pv (F32), the running
+  // max in the log2 domain
   // (row_max = max of dequantized scaled scores), this thread's row sums. dq[h] =
   // q_scale(row)·k_scale(tile) ≥ 0. Element 4·j + 2·h + e of the m64n128 layout is row
   // lane/4 + 8·h, key 8·j + 2·(lane%4) + e. `mask` (std::true_type on a partial last tile):
@@ -282,37 +298,18 @@ __device__ __forceinline__ void run_consumer(const Params& p, int consumer, uint
       alpha[h] = row_max[h] == -INFINITY ? 0.0f : ptx::exp2_approx(row_max[h] - new_max);
       row_max[h] = new_max;
       const float offset = new_max - kLog2PScale;  // P·448 = exp2(x·dq − max + log2(448))
-      if constexpr (C::kHalfExp) {
-        // ex2.approx.f16x2: two exponentials per MUFU instruction. The f16 argument (≤ 8.81,
-        // 11 significant bits) and result cost ≤ 0.3% relative per P, far below the 2^-4 of
-        // the E4M3 rounding that follows; the row sums add f16 pairs (8 per partial, ≤ 3,584).
-        __half2 partial[2] = {__float2half2_rn(0.0f), __float2half2_rn(0.0f)};
+      float sum = 0.0f;
 #pragma unroll
-        for (int j = 0; j < 16; ++j) {
-          const int i = 4 * j + 2 * h;
-          // Explicit −inf for masked keys: with dq 0, −inf·0 would be NaN.
-          const float a0 = masked(i) ? -INFINITY : fmaf(pv[i], dq[h], -offset);
-          const float a1 = masked(i + 1) ? -INFINITY : fmaf(pv[i + 1], dq[h], -offset);
-          const __half2 e = ptx8::exp2_half2(__floats2half2_rn(a0, a1));
-          partial[j & 1] = __hadd2(partial[j & 1], e);
-          pv[i] = __uint_as_float(*reinterpret_cast<const uint32_t*>(&e));
+      for (int j = 0; j < 16; ++j)
+#pragma unroll
+        for (int e = 2 * h; e < 2 * h + 2; ++e) {
+          float x = ptx::exp2_approx(fmaf(pv[4 * j + e], dq[h], -offset));
+          // Explicit zero: with dq 0 (scale 0 or an all-zero row), −inf·0 would be NaN.
+          if (masked(4 * j + e)) x = 0.0f;
+          pv[4 * j + e] = x;
+          sum += x;
         }
-        const float2 s0 = __half22float2(partial[0]), s1 = __half22float2(partial[1]);
-        row_sum[h] = row_sum[h] * alpha[h] + ((s0.x + s0.y) + (s1.x + s1.y));
-      } else {
-        float sum = 0.0f;
-#pragma unroll
-        for (int j = 0; j < 16; ++j)
-#pragma unroll
-          for (int e = 2 * h; e < 2 * h + 2; ++e) {
-            float x = ptx::exp2_approx(fmaf(pv[4 * j + e], dq[h], -offset));
-            // Explicit zero: with dq 0 (scale 0 or an all-zero row), −inf·0 would be NaN.
-            if (masked(4 * j + e)) x = 0.0f;
-            pv[4 * j + e] = x;
-            sum += x;
-          }
-        row_sum[h] = row_sum[h] * alpha[h] + sum;
-      }
+      row_sum[h] = row_sum[h] * alpha[h] + sum;
     }
   };
   // P·448 to E4M3 in the A-fragment layout of k32 step kk: register 0 (row g) holds keys
@@ -324,10 +321,7 @@ __device__ __forceinline__ void run_consumer(const Params& p, int consumer, uint
 #pragma unroll
       for (int r = 0; r < 4; ++r) {
         const int base = 16 * kk + 8 * (r / 2) + 2 * (r % 2);
-        if constexpr (C::kHalfExp)  // pv[base] holds the f16 pair (base, base + 1)
-          pf[4 * kk + r] = ptx8::pack_e4m3x4_from_half(__float_as_uint(pv[base]), __float_as_uint(pv[base + 4]));
-        else
-          pf[4 * kk + r] = ptx8::pack_e4m3x4(pv[base], pv[base + 1], pv[base + 4], pv[base + 5]);
+        pf[4 * kk + r] = ptx8::pack_e4m3x4(pv[base], pv[base + 1], pv[base + 4], pv[base + 5]);
       }
   };
   auto any_below_one = [&](const float (&alpha)[2]) {
@@ -740,19 +734,17 @@ struct Int8Variant {
   void (*launch)(const Params&, int, cudaStream_t);
 };
 
-template <int kStages, int kFlush, bool kHalfExp>
+template <int kStages, int kFlush>
 Int8Variant make_variant() {
-  return {{kStages, kFlush, kHalfExp}, &launch<Config<kStages, kFlush, kHalfExp>>};
+  return {{kStages, kFlush}, &launch<Config<kStages, kFlush>>};
 }
 
 // The first is the one Ops::attention uses.
 const std::vector<Int8Variant>& variants() {
   static const std::vector<Int8Variant> all = {
-      make_variant<2, 1, true>(),
-      make_variant<2, 4, true>(),
-      make_variant<2, 1, false>(),
-      make_variant<2, 4, false>(),
-      make_variant<2, 0, true>(),
+      make_variant<2, 4>(),
+      make_variant<2, 1>(),
+      make_variant<2, 0>(),
   };
   return all;
 }
@@ -762,7 +754,7 @@ bool aligned_16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0
 }  // namespace
 
 std::string Int8Tiling::name() const {
-  return str_cat("int8 s", stages, " f", flush_every, half_exp ? " h2" : "");
+  return str_cat("int8 s", stages, " f", flush_every);
 }
 
 std::vector<Int8Tiling> int8_attention_tilings() {
