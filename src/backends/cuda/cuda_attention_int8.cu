@@ -44,8 +44,9 @@
 //   8-bit copies ((Lq + 2·kv_len)·H·128 B) and the scales.
 //
 // Tilings ("int8 s2 fN": 2 K/V stages, two-level accumulation every N key tiles; the first is
-// the one Ops::attention uses): f4, f1, and f0 (no two-level accumulation: fast but wrong on
-// real inputs, kept to measure what the two-level accumulation costs).
+// the one Ops::attention uses): f4, f1, f0 (no two-level accumulation: fast but wrong on
+// real inputs, kept to measure what the two-level accumulation costs), and f4 poly (a quarter
+// of the exponentials by a polynomial on the FMA pipes).
 // Measured on an H100 80GB HBM3 SXM (700 W), 2026-11-24, TFLOP/s = 4·H·Lq·Lk·d / time;
 // `bench_attention --only "int8,sm90 c2 n128 ov pp" --seconds 0.25 --rounds 2`, "+pre" is
 // the full call (pre-pass included), "kernel" the main kernel on operands quantized once:
@@ -112,12 +113,15 @@ struct Params {
   int q_len, kv_len, heads, m_blocks, tiles, k_tiles;
 };
 
-template <int kStages_, int kFlush_>
+template <int kStages_, int kFlush_, bool kPolyExp_>
 struct Config {
   static constexpr int kConsumers = 2;
   static constexpr int kBlockM = 64 * kConsumers;
   static constexpr int kStages = kStages_;
-  static constexpr int kFlush = kFlush_;       // two-level accumulation period in key tiles; 0: none
+  static constexpr int kFlush = kFlush_;  // two-level accumulation period in key tiles; 0: none
+  // A quarter of the exponentials by a polynomial on the FMA pipes (FlashAttention-4's way of
+  // unloading MUFU, which computes 16 exp2 per clock per SM).
+  static constexpr bool kPolyExp = kPolyExp_;
   static constexpr int kThreads = 128 * (kConsumers + 1);
   static constexpr int kProducerRegisters = 24;
   static constexpr int kConsumerRegisters = 240;
@@ -182,12 +186,39 @@ __device__ __forceinline__ uint32_t pack_e4m3x4(float a, float b, float c, float
   return uint32_t{low} | (uint32_t{high} << 16);
 }
 
+// 2^x for x ≤ 9 on the FMA pipes: 2^round(x) into the exponent, 2^f for f ∈ [−½, ½] by its
+// cubic Taylor polynomial (relative error ≤ 9e-4, far below the 2^-4 of the E4M3 rounding of
+// P that follows). x is clamped at −100 so that the exponent stays normal (2^-100 is 0 in
+// E4M3 anyway); −inf gives 2^-100, and masked keys are zeroed by the caller.
+__device__ __forceinline__ float exp2_polynomial(float x) {
+  x = fmaxf(x, -100.0f);
+  const float shifted = x + 12582912.0f;  // round(x) in the low mantissa bits
+  const float f = x - (shifted - 12582912.0f);
+  float p = fmaf(0.0555041087f, f, 0.240226507f);
+  p = fmaf(p, f, 0.693147181f);
+  p = fmaf(p, f, 1.0f);
+  return __int_as_float(__float_as_int(p) + (__float_as_int(shifted) << 23));
+}
+
 // The exact float value of an s32 score |s| < 2²², without I2F: 12,582,912 = 1.5·2²³.
 __device__ __forceinline__ float score_to_float(uint32_t s) {
   return __uint_as_float(s + 0x4B400000u) - 12582912.0f;
 }
 
 }  // namespace ptx8
+
+// The 16 values combined pairwise in a tree (4 levels of independent operations, not a chain
+// of 15), written out so that the array stays in registers.
+template <class Op>
+__device__ __forceinline__ float tree_reduce(float (&x)[16], Op op) {
+#pragma unroll
+  for (int j = 0; j < 8; ++j) x[j] = op(x[j], x[j + 8]);
+#pragma unroll
+  for (int j = 0; j < 4; ++j) x[j] = op(x[j], x[j + 4]);
+  x[0] = op(x[0], x[2]);
+  x[1] = op(x[1], x[3]);
+  return op(x[0], x[1]);
+}
 
 namespace ptx = sm90::ptx;
 
@@ -288,9 +319,13 @@ __device__ __forceinline__ void run_consumer(const Params& p, int consumer, uint
     for (int i = 0; i < 64; ++i) pv[i] = masked(i) ? -INFINITY : ptx8::score_to_float(s[i]);
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      float tile_max = -INFINITY;
+      // Tree reductions (max here, the sum below): a chain of 32 dependent FMNMX/FADD per
+      // row would leave the warp waiting on latency (one warp per scheduler per consumer).
+      float partial_max[16];
 #pragma unroll
-      for (int j = 0; j < 16; ++j) tile_max = fmaxf(tile_max, fmaxf(pv[4 * j + 2 * h], pv[4 * j + 2 * h + 1]));
+      for (int j = 0; j < 16; ++j) partial_max[j] = fmaxf(pv[4 * j + 2 * h], pv[4 * j + 2 * h + 1]);
+      const float tile_max_here = tree_reduce(partial_max, [](float a, float b) { return fmaxf(a, b); });
+      float tile_max = tile_max_here;
       tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 1));
       tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 2));
       // Every tile holds at least one valid key, so tile_max is finite; dq ≥ 0 keeps the order.
@@ -298,18 +333,20 @@ __device__ __forceinline__ void run_consumer(const Params& p, int consumer, uint
       alpha[h] = row_max[h] == -INFINITY ? 0.0f : ptx::exp2_approx(row_max[h] - new_max);
       row_max[h] = new_max;
       const float offset = new_max - kLog2PScale;  // P·448 = exp2(x·dq − max + log2(448))
-      float sum = 0.0f;
+      float partial_sum[16];
 #pragma unroll
-      for (int j = 0; j < 16; ++j)
+      for (int j = 0; j < 16; ++j) {
 #pragma unroll
         for (int e = 2 * h; e < 2 * h + 2; ++e) {
-          float x = ptx::exp2_approx(fmaf(pv[4 * j + e], dq[h], -offset));
+          const float argument = fmaf(pv[4 * j + e], dq[h], -offset);
+          float x = C::kPolyExp && j % 4 == 3 ? ptx8::exp2_polynomial(argument) : ptx::exp2_approx(argument);
           // Explicit zero: with dq 0 (scale 0 or an all-zero row), −inf·0 would be NaN.
           if (masked(4 * j + e)) x = 0.0f;
           pv[4 * j + e] = x;
-          sum += x;
         }
-      row_sum[h] = row_sum[h] * alpha[h] + sum;
+        partial_sum[j] = pv[4 * j + 2 * h] + pv[4 * j + 2 * h + 1];
+      }
+      row_sum[h] = row_sum[h] * alpha[h] + tree_reduce(partial_sum, [](float a, float b) { return a + b; });
     }
   };
   // P·448 to E4M3 in the A-fragment layout of k32 step kk: register 0 (row g) holds keys
@@ -734,9 +771,9 @@ struct Int8Variant {
   void (*launch)(const Params&, int, cudaStream_t);
 };
 
-template <int kStages, int kFlush>
+template <int kStages, int kFlush, bool kPolyExp = false>
 Int8Variant make_variant() {
-  return {{kStages, kFlush}, &launch<Config<kStages, kFlush>>};
+  return {{kStages, kFlush, kPolyExp}, &launch<Config<kStages, kFlush, kPolyExp>>};
 }
 
 // The first is the one Ops::attention uses.
@@ -745,6 +782,7 @@ const std::vector<Int8Variant>& variants() {
       make_variant<2, 4>(),
       make_variant<2, 1>(),
       make_variant<2, 0>(),
+      make_variant<2, 4, true>(),
   };
   return all;
 }
@@ -754,7 +792,7 @@ bool aligned_16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0
 }  // namespace
 
 std::string Int8Tiling::name() const {
-  return str_cat("int8 s", stages, " f", flush_every);
+  return str_cat("int8 s", stages, " f", flush_every, polynomial_exp ? " poly" : "");
 }
 
 std::vector<Int8Tiling> int8_attention_tilings() {
