@@ -613,25 +613,36 @@ __device__ __forceinline__ int8_t quantize_s8(float x, float inverse) {
   return static_cast<int8_t>(max(-127, min(127, __float2int_rn(x * inverse))));
 }
 
-// One warp per (token, head) row of q: absmax/127 scale, int8 values. The scale stored folds
-// in softmax scale · log2(e). Blocks of 8 warps.
+// Half a warp per (token, head) row of q (16-byte loads, 8 values a lane): absmax/127 scale,
+// int8 values. The scale stored folds in softmax scale · log2(e). Blocks of 8 warps.
 __global__ void __launch_bounds__(256) quantize_q_kernel(const __nv_bfloat16* q, int64_t rows_heads, int q_len,
                                                          int heads, float scale_log2, int8_t* q8, float* q_scale) {
-  const int64_t item = int64_t{blockIdx.x} * 8 + threadIdx.x / 32;  // token·heads + head
-  if (item >= rows_heads) return;
-  const int lane = static_cast<int>(threadIdx.x) % 32;
-  const uint2 bits = *reinterpret_cast<const uint2*>(q + item * kHeadDim + 4 * lane);
-  const float2 a = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&bits.x));
-  const float2 b = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&bits.y));
-  float amax = fmaxf(fmaxf(fabsf(a.x), fabsf(a.y)), fmaxf(fabsf(b.x), fabsf(b.y)));
+  const int64_t item = int64_t{blockIdx.x} * 16 + threadIdx.x / 16;  // token·heads + head
+  // Whole warps stay to the end (the shuffles below span the warp's two rows).
+  const bool valid = item < rows_heads;
+  const int lane = static_cast<int>(threadIdx.x) % 16;
+  uint4 bits = make_uint4(0, 0, 0, 0);
+  if (valid) bits = *reinterpret_cast<const uint4*>(q + item * kHeadDim + 8 * lane);
+  const uint32_t words[4] = {bits.x, bits.y, bits.z, bits.w};
+  float x[8];
 #pragma unroll
-  for (int width = 16; width >= 1; width /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, width));
+  for (int i = 0; i < 4; ++i) {
+    const float2 pair = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&words[i]));
+    x[2 * i] = pair.x;
+    x[2 * i + 1] = pair.y;
+  }
+  float amax = 0.0f;
+#pragma unroll
+  for (int i = 0; i < 8; ++i) amax = fmaxf(amax, fabsf(x[i]));
+#pragma unroll
+  for (int width = 8; width >= 1; width /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, width));
+  if (!valid) return;
   const float inverse = amax > 0.0f ? 127.0f / amax : 0.0f;
-  const uint32_t packed = uint32_t{static_cast<uint8_t>(quantize_s8(a.x, inverse))} |
-                          uint32_t{static_cast<uint8_t>(quantize_s8(a.y, inverse))} << 8 |
-                          uint32_t{static_cast<uint8_t>(quantize_s8(b.x, inverse))} << 16 |
-                          uint32_t{static_cast<uint8_t>(quantize_s8(b.y, inverse))} << 24;
-  *reinterpret_cast<uint32_t*>(q8 + item * kHeadDim + 4 * lane) = packed;
+  uint32_t packed[2] = {0, 0};
+#pragma unroll
+  for (int i = 0; i < 8; ++i)
+    packed[i / 4] |= uint32_t{static_cast<uint8_t>(quantize_s8(x[i], inverse))} << (8 * (i % 4));
+  *reinterpret_cast<uint2*>(q8 + item * kHeadDim + 8 * lane) = make_uint2(packed[0], packed[1]);
   if (lane == 0) {
     const int64_t token = item / heads, head = item % heads;
     q_scale[head * q_len + token] = amax / 127.0f * scale_log2;
@@ -861,7 +872,7 @@ Int8Operands int8_attention_prepare(CudaOps& ops, const Tensor& q_in, const Tens
   WANRT_CHECK_LAUNCH();
   if (r.q_len > 0) {
     const int64_t items = r.q_len * r.heads;
-    int8attn::quantize_q_kernel<<<static_cast<unsigned>((items + 7) / 8), 256, 0, stream>>>(
+    int8attn::quantize_q_kernel<<<static_cast<unsigned>((items + 15) / 16), 256, 0, stream>>>(
         static_cast<const __nv_bfloat16*>(q.raw()), items, static_cast<int>(r.q_len), heads,
         options.scale * sm90::kLog2e, static_cast<int8_t*>(r.q8.raw_mut()), static_cast<float*>(r.q_scale.raw_mut()));
     WANRT_CHECK_LAUNCH();
