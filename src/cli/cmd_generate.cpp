@@ -707,7 +707,7 @@ Subcommand add_generate_command(CLI::App& app) {
                        "auto, bf16, int8 or portable: the attention kernel on CUDA. auto and bf16: "
                        "the fastest exact bf16 kernel for the GPU (the Hopper kernel on sm_90, "
                        "else the portable one); int8: the 8-bit Hopper kernel (INT8 Q.K^T with "
-                       "per-block scales, FP8 P.V; ~8% faster at 720p, about 4e-3 off on the DiT); portable: the "
+                       "per-block scales, FP8 P.V; ~13% faster at 720p, about 4e-3 off on the DiT); portable: the "
                        "mma.sync kernel any GPU from sm_80 runs; changes nothing on the CPU "
                        "backend")
           ->capture_default_str();

@@ -44,21 +44,22 @@
 //   8-bit copies ((Lq + 2·kv_len)·H·128 B) and the scales.
 //
 // Tilings ("int8 s2 fN": 2 K/V stages, two-level accumulation every N key tiles; the first is
-// the one Ops::attention uses): f4, f1, f0 (no two-level accumulation: fast but wrong on
-// real inputs, kept to measure what the two-level accumulation costs), and f4 poly (a quarter
-// of the exponentials by a polynomial on the FMA pipes).
+// the one Ops::attention uses): f4, f1, and f0 (no two-level accumulation: fast but wrong on
+// real inputs, kept to measure what the two-level accumulation costs).
 // Measured on an H100 80GB HBM3 SXM (700 W), 2026-11-24, TFLOP/s = 4·H·Lq·Lk·d / time;
 // `bench_attention --only "int8,sm90 c2 n128 ov pp" --seconds 0.25 --rounds 2`, "+pre" is
 // the full call (pre-pass included), "kernel" the main kernel on operands quantized once:
-//   shape (H × Lq × Lk × d)       bf16 sm90   f4 +pre / kernel   f1 +pre / kernel   f0 +pre / kernel*
-//   40 × 75,600² × 128 (720p)       650.6      703.4 / 698.8      677.0 / 694.4      787.3 / 780.0
-//    5 × 75,600² × 128 (Ulysses 8)  655.0      678.6 / 702.6      693.9 / 671.4      734.6 / 779.9
-//   40 × 32,760² × 128 (480p)       650.6      677.1 / 710.4      683.1 / 698.0      755.5 / 792.4
-//   40 × 75,600 × 512 × 128 (cross) 458.7      341.6 / 465.9      350.0 / 472.1      368.5 / 515.6
-//   (* f0 from the first session's run, 1 round.) A session's numbers drift by ±3% with the
-//   clocks, so f4 and f1 are about a tie (f4 a few % ahead in most kernel-alone rows).
-//   The pre-pass: 2.26 ms at 720p (1.3% of the call), 0.34 ms Ulysses 8, 1.0 ms 480p,
-//   0.61 ms cross (a quarter of that call: Q's 75,600 rows are quantized for 512 keys).
+//   shape (H × Lq × Lk × d)       bf16 sm90   f4 +pre / kernel   f1 +pre / kernel   f0 +pre / kernel
+//   40 × 75,600² × 128 (720p)       655.9      742.3 / 731.6      736.7 / 732.9      768.4 / 796.6
+//    5 × 75,600² × 128 (Ulysses 8)  655.7      717.4 / 724.6      713.9 / 722.5      777.0 / 756.8
+//   40 × 32,760² × 128 (480p)       658.3      721.8 / 731.2      701.3 / 737.6      770.5 / 770.5
+//   40 × 75,600 × 512 × 128 (cross) 459.7      369.4 / 469.8      378.5 / 487.0      401.9 / 524.3
+//   A session's numbers drift by ±3% with the clocks (the "+pre" column sometimes beats the
+//   kernel alone), so f4 and f1 are a tie; f4 stays first (a few % ahead in an earlier
+//   session). The pre-pass alone: 2.1 ms at 720p (1.4% of the call), 0.32 ms Ulysses 8,
+//   0.93 ms 480p, 0.45 ms cross (a fifth of that call: Q's 75,600 rows are quantized for 512
+//   keys). The tree reductions of the softmax gained ~5% over the first version's chains
+//   (f4 kernel 698.8 → 731.6 at 720p).
 // Accuracy (bench_attention_accuracy: one full-size block with random weights at 75,600
 // tokens; relative error ‖a − b‖/‖b‖): on the q/k/v the block feeds its self-attention, f4
 // 4.2e-3 and f1 4.1e-3 against the bf16 kernel (cosine 0.99999), f0 0.22 (cosine 0.995):
@@ -73,9 +74,10 @@
 // 8-bit tensor work, and the measured ~2,400 clocks per tile say they overlap poorly. The
 // two-level accumulation's 64 FADDs per thread and tile cost ~12% (f0 vs f1). Tried and
 // dropped: ex2.approx.f16x2 (two exps per instruction in PTX) compiles to two MUFU.EX2.F16
-// on sm_90 and measured no faster (681–716 with f4/f1 at 720p). Not tried yet: exp2 by a
-// polynomial on the FMA pipes for part of the elements (FlashAttention-4's trick), a third
-// consumer warpgroup, the tiles' spills (ptxas reports ~90 bytes in the two-level variants).
+// on sm_90 and measured no faster (681–716 with f4/f1 at 720p); a quarter of the exp2 by a
+// cubic polynomial on the FMA pipes (FlashAttention-4's trick): 727.7 / 744.3 at 720p, a tie
+// with f4. Not tried yet: fusing the Q quantization into the op that produces q, a third
+// consumer warpgroup, the spills (ptxas reports ~50 bytes in the two-level variants).
 #include <cuda.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -113,15 +115,12 @@ struct Params {
   int q_len, kv_len, heads, m_blocks, tiles, k_tiles;
 };
 
-template <int kStages_, int kFlush_, bool kPolyExp_>
+template <int kStages_, int kFlush_>
 struct Config {
   static constexpr int kConsumers = 2;
   static constexpr int kBlockM = 64 * kConsumers;
   static constexpr int kStages = kStages_;
   static constexpr int kFlush = kFlush_;  // two-level accumulation period in key tiles; 0: none
-  // A quarter of the exponentials by a polynomial on the FMA pipes (FlashAttention-4's way of
-  // unloading MUFU, which computes 16 exp2 per clock per SM).
-  static constexpr bool kPolyExp = kPolyExp_;
   static constexpr int kThreads = 128 * (kConsumers + 1);
   static constexpr int kProducerRegisters = 24;
   static constexpr int kConsumerRegisters = 240;
@@ -184,20 +183,6 @@ __device__ __forceinline__ uint32_t pack_e4m3x4(float a, float b, float c, float
   asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;\n" : "=h"(low) : "f"(b), "f"(a));
   asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;\n" : "=h"(high) : "f"(d), "f"(c));
   return uint32_t{low} | (uint32_t{high} << 16);
-}
-
-// 2^x for x ≤ 9 on the FMA pipes: 2^round(x) into the exponent, 2^f for f ∈ [−½, ½] by its
-// cubic Taylor polynomial (relative error ≤ 9e-4, far below the 2^-4 of the E4M3 rounding of
-// P that follows). x is clamped at −100 so that the exponent stays normal (2^-100 is 0 in
-// E4M3 anyway); −inf gives 2^-100, and masked keys are zeroed by the caller.
-__device__ __forceinline__ float exp2_polynomial(float x) {
-  x = fmaxf(x, -100.0f);
-  const float shifted = x + 12582912.0f;  // round(x) in the low mantissa bits
-  const float f = x - (shifted - 12582912.0f);
-  float p = fmaf(0.0555041087f, f, 0.240226507f);
-  p = fmaf(p, f, 0.693147181f);
-  p = fmaf(p, f, 1.0f);
-  return __int_as_float(__float_as_int(p) + (__float_as_int(shifted) << 23));
 }
 
 // The exact float value of an s32 score |s| < 2²², without I2F: 12,582,912 = 1.5·2²³.
@@ -338,8 +323,7 @@ __device__ __forceinline__ void run_consumer(const Params& p, int consumer, uint
       for (int j = 0; j < 16; ++j) {
 #pragma unroll
         for (int e = 2 * h; e < 2 * h + 2; ++e) {
-          const float argument = fmaf(pv[4 * j + e], dq[h], -offset);
-          float x = C::kPolyExp && j % 4 == 3 ? ptx8::exp2_polynomial(argument) : ptx::exp2_approx(argument);
+          float x = ptx::exp2_approx(fmaf(pv[4 * j + e], dq[h], -offset));
           // Explicit zero: with dq 0 (scale 0 or an all-zero row), −inf·0 would be NaN.
           if (masked(4 * j + e)) x = 0.0f;
           pv[4 * j + e] = x;
@@ -782,9 +766,9 @@ struct Int8Variant {
   void (*launch)(const Params&, int, cudaStream_t);
 };
 
-template <int kStages, int kFlush, bool kPolyExp = false>
+template <int kStages, int kFlush>
 Int8Variant make_variant() {
-  return {{kStages, kFlush, kPolyExp}, &launch<Config<kStages, kFlush, kPolyExp>>};
+  return {{kStages, kFlush}, &launch<Config<kStages, kFlush>>};
 }
 
 // The first is the one Ops::attention uses.
@@ -793,7 +777,6 @@ const std::vector<Int8Variant>& variants() {
       make_variant<2, 4>(),
       make_variant<2, 1>(),
       make_variant<2, 0>(),
-      make_variant<2, 4, true>(),
   };
   return all;
 }
@@ -803,7 +786,7 @@ bool aligned_16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0
 }  // namespace
 
 std::string Int8Tiling::name() const {
-  return str_cat("int8 s", stages, " f", flush_every, polynomial_exp ? " poly" : "");
+  return str_cat("int8 s", stages, " f", flush_every);
 }
 
 std::vector<Int8Tiling> int8_attention_tilings() {

@@ -20,7 +20,6 @@ struct Int8Tiling {
   int flush_every = 0;  // two-level accumulation: P·V of this many key tiles in a wgmma
                         // accumulator, then added into F32 registers; 0: all in one
                         // (fast but wrong on real inputs, kept as the measure of the cost)
-  bool polynomial_exp = false;  // a quarter of the exp2 on the FMA pipes instead of MUFU
   std::string name() const;  // "int8 s2 f4"
   bool operator==(const Int8Tiling&) const = default;
 };
