@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <iostream>
 #include <map>
+#include <utility>
 
 #include "io/safetensors.h"
 #include "io/torch_pth.h"
@@ -191,8 +192,10 @@ GoldenCase run_vae_golden(Ops& ops, const std::string& golden, const std::string
           .errors = {{"encode_latent", encode_error}, {"decode_video", decode_error}}};
 }
 
-std::vector<GoldenCase> run_e2e_golden(Ops& ops, const std::string& golden) {
-  const auto pipeline = I2VPipeline::load(golden + "/Wan2.2-I2V-tiny", ops);
+std::vector<GoldenCase> run_e2e_golden(Ops& ops, const std::string& golden,
+                                       I2VPipelineOptions options,
+                                       std::vector<Tensor>* final_latents) {
+  const auto pipeline = I2VPipeline::load(golden + "/Wan2.2-I2V-tiny", ops, std::move(options));
   std::vector<GoldenCase> results;
   for (const fs::path& path : case_files(golden, "e2e")) {
     const std::string name = path.stem().string();
@@ -219,6 +222,7 @@ std::vector<GoldenCase> run_e2e_golden(Ops& ops, const std::string& golden) {
     std::printf("  %-24s final_latent rel err %.2e, video rel err %.2e\n", name.c_str(), latent_err,
                 video_err);
     results.push_back({.name = name, .errors = {{"final_latent", latent_err}, {"video", video_err}}});
+    if (final_latents) final_latents->push_back(result.latent);
   }
   WANRT_CHECK(!results.empty(), "no end-to-end cases under ", golden, "/e2e");
   return results;

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "backends/ops.h"
+#include "pipeline/i2v_pipeline.h"
 
 namespace wanrt::testing {
 
@@ -60,6 +61,9 @@ GoldenCase run_vae_golden(Ops& ops, const std::string& golden, const std::string
 // ---- the whole I2V pipeline (golden/e2e) ----
 // Every e2e/ case, with the reference's injected noise and token ids and the settings of its
 // meta. Outputs: "final_latent" (the latent handed to the VAE decoder) and "video" (clamped).
-std::vector<GoldenCase> run_e2e_golden(Ops& ops, const std::string& golden);
+// `final_latents`, if given, receives each case's final latent.
+std::vector<GoldenCase> run_e2e_golden(Ops& ops, const std::string& golden,
+                                       I2VPipelineOptions options = {},
+                                       std::vector<Tensor>* final_latents = nullptr);
 
 }  // namespace wanrt::testing

@@ -24,9 +24,13 @@
 // video error of 1.7 · 5e-2 + 1e-2 ≈ 0.1: a tighter video bound would fail runs whose latent
 // passes. 0.1 still rejects a wrong video by an order of magnitude (an unrelated or all-zero
 // video scores about 1 or more).
+#include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "golden_cases.h"
 #include "gpu_test_support.h"
@@ -122,6 +126,43 @@ TEST(CudaGolden, EndToEndEveryCase) {
     testing::expect_within(result, "final_latent", kEndToEndLatentTolerance);
     testing::expect_within(result, "video", kEndToEndVideoTolerance);
   }
+}
+
+// --offload_model on the GPU: one expert resident at a time, the T5 encoder freed after
+// encoding. The same kernels run on the same inputs, so the final latent must equal the
+// resident run's bit for bit; the log must show the experts actually moving.
+TEST(CudaGolden, OffloadModelGivesTheResidentResultBitForBit) {
+  WANRT_REQUIRE_GPU();
+  WANRT_REQUIRE_GOLDEN(golden);
+  auto ops = make_cuda_ops();
+  std::vector<Tensor> resident_latents, offloaded_latents;
+  const std::vector<testing::GoldenCase> resident =
+      testing::run_e2e_golden(*ops, golden, {}, &resident_latents);
+  std::vector<std::string> log;
+  I2VPipelineOptions offload;
+  offload.offload = true;
+  offload.log = [&log](const std::string& line) { log.push_back(line); };
+  const std::vector<testing::GoldenCase> offloaded =
+      testing::run_e2e_golden(*ops, golden, std::move(offload), &offloaded_latents);
+  ASSERT_EQ(resident.size(), offloaded.size());
+  ASSERT_EQ(resident_latents.size(), resident.size());
+  ASSERT_EQ(offloaded_latents.size(), offloaded.size());
+  for (size_t i = 0; i < resident.size(); ++i) {
+    SCOPED_TRACE(resident[i].name);
+    const Tensor& a = resident_latents[i];
+    const Tensor& b = offloaded_latents[i];
+    ASSERT_EQ(a.shape(), b.shape());
+    EXPECT_EQ(std::memcmp(a.data<float>(), b.data<float>(), a.numel() * sizeof(float)), 0)
+        << "offloaded run differs from the resident one, relative error "
+        << testing::relative_error(b, a);
+    testing::expect_within(offloaded[i], "final_latent", kEndToEndLatentTolerance);
+  }
+  const auto mentions = [&log](const std::string& text) {
+    return std::count_if(log.begin(), log.end(),
+                         [&](const std::string& line) { return line.find(text) != std::string::npos; });
+  };
+  EXPECT_GE(mentions("brought to the device"), 2) << "no expert was moved in: offloading did not happen";
+  EXPECT_GE(mentions("T5 encoder freed"), 1);
 }
 
 #else
