@@ -267,14 +267,22 @@ TEST_F(CudaAttentionInt8Test, LongerSequences) {
 // the bf16 path elsewhere (head_dim 64 here: within bf16's 1e-2 of float32).
 TEST_F(CudaAttentionInt8Test, SmallOpDispatch) {
   SCOPED_TRACE(str_cat("(WANRT_TEST_SEED=", seed_, ")"));
+  // Self-attention lengths (≥ 2048 keys) take the 8-bit kernel ...
   const Tensor q = to_device(testing::random_normal({100, 2, 128}, rng_));
-  const Tensor k = to_device(testing::random_normal({150, 2, 128}, rng_));
-  const Tensor v = to_device(testing::random_normal({150, 2, 128}, rng_));
+  const Tensor k = to_device(testing::random_normal({2100, 2, 128}, rng_));
+  const Tensor v = to_device(testing::random_normal({2100, 2, 128}, rng_));
   const AttentionOptions options{.scale = 0.09f};
   cuda::synchronize();  // int8_ops_ runs on its own stream
   const Tensor via_op = int8_ops_->download(int8_ops_->attention(q, k, v, options));
   const Tensor direct = gpu_->download(int8_attention(cuda(), q, k, v, options, int8_attention_tilings().front()));
   EXPECT_EQ(testing::relative_error(via_op, direct), 0.0);
+  // ... cross-attention lengths (512 text keys; here 150) the bf16 kernel of Auto.
+  const Tensor k_few = to_device(testing::random_normal({150, 2, 128}, rng_));
+  const Tensor v_few = to_device(testing::random_normal({150, 2, 128}, rng_));
+  cuda::synchronize();
+  const Tensor few_via_op = int8_ops_->download(int8_ops_->attention(q, k_few, v_few, options));
+  const Tensor few_bf16 = gpu_->download(gpu_->attention(q, k_few, v_few, options));
+  EXPECT_EQ(testing::relative_error(few_via_op, few_bf16), 0.0);
   const Tensor q64 = bf16_rounded(testing::random_normal({100, 2, 64}, rng_));
   const Tensor k64 = bf16_rounded(testing::random_normal({150, 2, 64}, rng_));
   const Tensor v64 = bf16_rounded(testing::random_normal({150, 2, 64}, rng_));
