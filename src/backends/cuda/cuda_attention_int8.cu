@@ -133,6 +133,22 @@ struct Config {
   static_assert(kSmemBytes <= 227 * 1024, "shared memory per block");
 };
 
+// Four floats to four E4M3 bytes (saturating; round to nearest even), `a` in the low byte.
+// E4M3 conversions exist from sm_89; the compute_80 PTX pass (whose kernels the host never
+// launches: the 8-bit path runs on sm_90 only) gets a trap instead.
+__device__ __forceinline__ uint32_t pack_e4m3x4(float a, float b, float c, float d) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
+  uint16_t low, high;  // cvt puts its first source in the upper byte
+  asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;\n" : "=h"(low) : "f"(b), "f"(a));
+  asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;\n" : "=h"(high) : "f"(d), "f"(c));
+  return uint32_t{low} | (uint32_t{high} << 16);
+#else
+  (void)a, (void)b, (void)c, (void)d;
+  __trap();
+  return 0;
+#endif
+}
+
 #ifdef WANRT_SM90_KERNEL
 namespace ptx8 {
 
@@ -177,13 +193,6 @@ __device__ __forceinline__ void wgmma_e4m3_rs(float (&d)[64], const uint32_t (&a
 #undef WANRT_D64
 #undef WANRT_D64_NAMES
 
-// Four floats to four E4M3 bytes (saturating; round to nearest even), `a` in the low byte.
-__device__ __forceinline__ uint32_t pack_e4m3x4(float a, float b, float c, float d) {
-  uint16_t low, high;  // cvt puts its first source in the upper byte
-  asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;\n" : "=h"(low) : "f"(b), "f"(a));
-  asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;\n" : "=h"(high) : "f"(d), "f"(c));
-  return uint32_t{low} | (uint32_t{high} << 16);
-}
 
 // The exact float value of an s32 score |s| < 2²², without I2F: 12,582,912 = 1.5·2²³.
 __device__ __forceinline__ float score_to_float(uint32_t s) {
@@ -342,7 +351,7 @@ __device__ __forceinline__ void run_consumer(const Params& p, int consumer, uint
 #pragma unroll
       for (int r = 0; r < 4; ++r) {
         const int base = 16 * kk + 8 * (r / 2) + 2 * (r % 2);
-        pf[4 * kk + r] = ptx8::pack_e4m3x4(pv[base], pv[base + 1], pv[base + 4], pv[base + 5]);
+        pf[4 * kk + r] = pack_e4m3x4(pv[base], pv[base + 1], pv[base + 4], pv[base + 5]);
       }
   };
   auto any_below_one = [&](const float (&alpha)[2]) {
@@ -704,11 +713,8 @@ __global__ void __launch_bounds__(256) quantize_v_kernel(const __nv_bfloat16* v,
       const int key = 32 * (column / 32) + vt_key_of_column(column % 32);
       x[i] = __bfloat162float(rows[key * kVtStride + c]) * inverse;
     }
-    uint16_t low, high;
-    asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;\n" : "=h"(low) : "f"(x[1]), "f"(x[0]));
-    asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;\n" : "=h"(high) : "f"(x[3]), "f"(x[2]));
     *reinterpret_cast<uint32_t*>(vt8 + (int64_t{head} * kHeadDim + c) * kv_padded + key0 + 4 * lane) =
-        uint32_t{low} | (uint32_t{high} << 16);
+        pack_e4m3x4(x[0], x[1], x[2], x[3]);
   }
 }
 
