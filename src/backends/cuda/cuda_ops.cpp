@@ -17,6 +17,7 @@
 
 #include "backends/cuda/cuda_check.h"
 #include "backends/cuda/cuda_device.h"
+#include "backends/cuda/cuda_graph.h"
 #include "backends/cuda/cuda_linear.h"
 #include "backends/cuda/cuda_memory.h"
 #include "backends/cuda/cuda_ops_impl.h"
@@ -69,6 +70,7 @@ CudaOps::CudaOps(const CudaOptions& options, std::shared_ptr<Communicator> comm)
 
   cublaslt_ = std::make_unique<CublasLtContext>();
   staging_ = std::make_unique<HostStaging>();
+  graphs_ = cuda::graphs_enabled(options_.graphs);
 }
 
 CudaOps::~CudaOps() {

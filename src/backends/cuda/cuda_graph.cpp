@@ -1,0 +1,134 @@
+// GraphCapture for CudaOps: stream capture of a region of ops into a CUDA graph, replayed with
+// one cudaGraphLaunch.
+//
+// Why graphs: a DiT forward queues ~1,350 kernels and copies; eagerly, each costs the host a
+// few microseconds to launch and the GPU a small gap between kernels. A replay queues them all
+// at once with the gaps of a graph. The forward's kernels are long (milliseconds at 480p and
+// 720p), so the gain is small; the point is that nothing of the host stays on the path.
+//
+// Memory: every op allocates its result with cudaMallocAsync on stream(); under capture those
+// become the graph's memory nodes (alloc and free). CUDA gives a graph's allocations fixed
+// virtual addresses and backs them from its graph memory pool, reused by every replay, so a
+// replay allocates nothing and the region needs no separate activation plan. The price is a
+// second pool: memory the eager pool caches is not available to graphs. capture() therefore
+// returns the eager pool's cached blocks to the driver first (after a sync; capture happens
+// once per expert and shape).
+//
+// Capture mode: thread-local (cudaStreamCaptureModeThreadLocal): this thread may not call
+// unsafe APIs (a synchronising call, a pageable copy) while capturing, which turns a host
+// sync hidden in an op into an error at capture instead of a silently wrong graph; other
+// threads (the host staging threads of weight uploads) are unaffected.
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+
+#include "backends/cuda/cuda_check.h"
+#include "backends/cuda/cuda_graph.h"
+#include "backends/cuda/cuda_ops_impl.h"
+
+namespace wanrt {
+namespace {
+
+class CudaGraph final : public OpGraph {
+ public:
+  CudaGraph(cudaGraph_t graph, cudaGraphExec_t exec, std::shared_ptr<CUstream_st> stream)
+      : graph_(graph), exec_(exec), stream_(std::move(stream)) {}
+  ~CudaGraph() override {
+    // An executable graph still in flight is freed when it completes (cudaGraphExecDestroy).
+    if (exec_) cudaGraphExecDestroy(exec_);
+    if (graph_) cudaGraphDestroy(graph_);
+  }
+  CudaGraph(const CudaGraph&) = delete;
+  CudaGraph& operator=(const CudaGraph&) = delete;
+
+  void replay() override { WANRT_CHECK_CUDA(cudaGraphLaunch(exec_, stream_.get())); }
+
+ private:
+  cudaGraph_t graph_ = nullptr;
+  cudaGraphExec_t exec_ = nullptr;
+  std::shared_ptr<CUstream_st> stream_;
+};
+
+}  // namespace
+
+namespace cuda {
+
+bool graphs_enabled(bool requested) {
+  const char* value = std::getenv("WANRT_CUDA_GRAPH");
+  if (value == nullptr || *value == '\0') return requested;
+  WANRT_CHECK(std::strcmp(value, "0") == 0 || std::strcmp(value, "1") == 0,
+              "WANRT_CUDA_GRAPH=", value, ": set it to 0 (CUDA graphs off) or 1 (on)");
+  return std::strcmp(value, "1") == 0;
+}
+
+GraphMemory graph_memory(int device) {
+  GraphMemory memory;
+  WANRT_CHECK_CUDA(cudaDeviceGetGraphMemAttribute(device, cudaGraphMemAttrReservedMemCurrent, &memory.reserved));
+  WANRT_CHECK_CUDA(cudaDeviceGetGraphMemAttribute(device, cudaGraphMemAttrReservedMemHigh, &memory.reserved_high));
+  return memory;
+}
+
+}  // namespace cuda
+
+GraphCapture* CudaOps::graph_capture() { return graphs_ ? this : nullptr; }
+
+std::unique_ptr<OpGraph> CudaOps::capture(const std::function<void()>& region) {
+  WANRT_CHECK(graphs_, "cuda backend: graph capture is switched off (CudaOptions::graphs or "
+              "WANRT_CUDA_GRAPH=0)");
+  cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+  WANRT_CHECK_CUDA(cudaStreamIsCapturing(stream_, &status));
+  WANRT_CHECK(status == cudaStreamCaptureStatusNone, "cuda backend: capture() inside a capture");
+  // The graph's memory comes from the graph pool: hand the eager pool's cached blocks back.
+  WANRT_CHECK_CUDA(cudaStreamSynchronize(stream_));
+  cudaMemPool_t pool = nullptr;
+  WANRT_CHECK_CUDA(cudaDeviceGetDefaultMemPool(&pool, device_));
+  WANRT_CHECK_CUDA(cudaMemPoolTrimTo(pool, 0));
+  // And the graph pool's memory that no live graph holds (graphs of experts that are gone).
+  WANRT_CHECK_CUDA(cudaDeviceGraphMemTrim(device_));
+
+  WANRT_CHECK_CUDA(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+  cudaGraph_t graph = nullptr;
+  try {
+    region();
+  } catch (...) {
+    // End the capture so the stream is usable again; the partial graph is discarded.
+    if (cudaStreamEndCapture(stream_, &graph) == cudaSuccess && graph) cudaGraphDestroy(graph);
+    cudaGetLastError();
+    throw;
+  }
+  const cudaError_t ended = cudaStreamEndCapture(stream_, &graph);
+  if (ended != cudaSuccess) {
+    cudaGetLastError();
+    fail("cuda backend: graph capture failed (", cudaGetErrorName(ended), ": ",
+         cudaGetErrorString(ended), "): an op in the captured region synchronised, copied from "
+         "pageable host memory or used another stream; run with WANRT_CUDA_GRAPH=0 meanwhile");
+  }
+  cudaGraphExec_t exec = nullptr;
+  const cudaError_t instantiated = cudaGraphInstantiate(&exec, graph, 0);
+  if (instantiated != cudaSuccess) {
+    cudaGraphDestroy(graph);
+    cudaGetLastError();
+    fail("cuda backend: instantiating the captured graph failed (", cudaGetErrorName(instantiated),
+         ": ", cudaGetErrorString(instantiated), ")");
+  }
+  auto result = std::make_unique<CudaGraph>(graph, exec, stream_owner_);
+  // Map the graph's memory now, so that capture, not the first replay, pays for it.
+  WANRT_CHECK_CUDA(cudaGraphUpload(exec, stream_));
+  return result;
+}
+
+void CudaOps::copy_(Tensor& dst, const Tensor& src) {
+  WANRT_CHECK(dst.device() == Device::Cuda && src.device() == Device::Cuda,
+              "cuda backend: copy_ needs two device tensors, got ", dst.describe(), " <- ",
+              src.describe());
+  WANRT_CHECK(dst.shape() == src.shape() && dst.dtype() == src.dtype(),
+              "cuda backend: copy_ needs the same shape and dtype, got ", dst.describe(), " <- ",
+              src.describe());
+  WANRT_CHECK(dst.is_contiguous() && src.is_contiguous(), "cuda backend: copy_ needs contiguous "
+              "tensors, got ", dst.describe(), " <- ", src.describe());
+  if (dst.nbytes() == 0 || dst.raw() == src.raw()) return;
+  WANRT_CHECK_CUDA(cudaMemcpyAsync(dst.raw_mut(), src.raw(), dst.nbytes(), cudaMemcpyDeviceToDevice, stream_));
+}
+
+}  // namespace wanrt
