@@ -316,6 +316,7 @@ int run(int argc, char** argv) {
               << std::endl;
 
     for (const bool graphed : graph_modes) {
+      if (graphed && !ops.graph_capture() && graph_modes.size() > 1) continue;  // eager already
       SizeResult result = base;
       result.mode = graphed ? "graph" : "eager";
       // A graph per size and mode: its first call runs eagerly, the second captures.
