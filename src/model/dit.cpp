@@ -225,16 +225,9 @@ Tensor WanModel::rope_table(Ops& ops, const DitConditioning& cond) const {
 }
 
 Tensor WanModel::run_blocks(Ops& ops, const DitConditioning& cond, const DitTrace* trace) const {
-  Tensor x = ops.rows(cond.x0, 0, cond.local_tokens);  // [S, D] the float32 residual stream
-  run_blocks_(ops, cond, x, trace);
-  return x;
-}
-
-void WanModel::run_blocks_(Ops& ops, const DitConditioning& cond, Tensor& x, const DitTrace* trace) const {
   const DitConfig& c = config_;
   const auto eps = static_cast<float>(c.eps);
-  WANRT_CHECK(x.dim() == 2 && x.size(0) == cond.local_tokens && x.size(1) == c.dim,
-              "DiT: the residual stream ", x.describe(), " must be [", cond.local_tokens, ", ", c.dim, "]");
+  Tensor x = ops.rows(cond.x0, 0, cond.local_tokens);  // [S, D] the float32 residual stream
   for (size_t i = 0; i < blocks.size(); ++i) {
     const Block& block = blocks[i];
     const std::string name = "block" + std::to_string(i);
@@ -260,6 +253,7 @@ void WanModel::run_blocks_(Ops& ops, const DitConditioning& cond, Tensor& x, con
     ops.add_gated_(x, ffn_out, &gate_ff);
     if (trace) (*trace)(name + "_out", ops.download(ops.all_gather_rows(x)));
   }
+  return x;
 }
 
 // Self-attention over the whole sequence. Under sequence parallelism each rank projects its

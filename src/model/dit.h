@@ -73,11 +73,6 @@ class WanModel {
   DitConditioning prepare(Ops& ops, const DitInputs& inputs, const DitTrace* trace = nullptr) const;
   // The residual stream after every block, [S, D] float32, starting from cond.x0.
   Tensor run_blocks(Ops& ops, const DitConditioning& cond, const DitTrace* trace = nullptr) const;
-  // The same in place: x [S, D] float32 holds the stream (cond.x0 on entry) and is updated
-  // through every block. Reads cond's e0, context, rope and sizes, not cond.x0: the form a
-  // captured graph replays (model/dit_graph.h).
-  void run_blocks_(Ops& ops, const DitConditioning& cond, Tensor& x,
-                   const DitTrace* trace = nullptr) const;
   Tensor head(Ops& ops, const Tensor& x, const DitConditioning& cond,
               const DitTrace* trace = nullptr) const;
 

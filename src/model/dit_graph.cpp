@@ -63,7 +63,8 @@ DitGraphs::Entry& DitGraphs::entry_for(const WanModel& expert, const DitConditio
 void DitGraphs::capture(Entry& entry, const WanModel& expert, const DitConditioning& cond) {
   const auto start = std::chrono::steady_clock::now();
   Ops& ops = *ops_;
-  // The static buffers, planned from this call's tensors (which also gives them this call's
+  GraphCapture& graph_capture = *capture_;
+  // The static inputs, planned from this call's tensors (which also gives them this call's
   // values); the RoPE table is this call's own (a function of the shape alone).
   entry.inputs = DitConditioning{};
   entry.inputs.frames = cond.frames;
@@ -73,14 +74,18 @@ void DitGraphs::capture(Entry& entry, const WanModel& expert, const DitCondition
   entry.inputs.seq_len = cond.seq_len;
   entry.inputs.local_begin = cond.local_begin;
   entry.inputs.local_tokens = cond.local_tokens;
+  entry.inputs.x0 = static_copy(ops, cond.x0);
   entry.inputs.e0 = static_copy(ops, cond.e0);
   entry.inputs.context = static_copy(ops, cond.context);
   entry.inputs.rope = cond.rope;
-  entry.x = static_copy(ops, cond.x0);
-  // What the region drops is the graph's own memory; everything it keeps lives in `entry`.
+  // The region drops every tensor it makes (the graph's own memory) and keeps its result in
+  // entry.out, made before it.
   const DitConditioning& inputs = entry.inputs;
-  Tensor& x = entry.x;
-  entry.graph = capture_->capture([&] { expert.run_blocks_(ops, inputs, x); });
+  Tensor& out = entry.out;
+  entry.graph = graph_capture.capture([&] {
+    const Tensor x = expert.run_blocks(ops, inputs);
+    graph_capture.copy_(out, x);
+  });
   ++stats_.captures;
   stats_.capture_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -89,34 +94,32 @@ void DitGraphs::capture(Entry& entry, const WanModel& expert, const DitCondition
 Tensor DitGraphs::run_blocks(const WanModel& expert, const DitConditioning& cond) {
   Entry& entry = entry_for(expert, cond);
   ++entry.calls;
-  if (entry.calls == 1) {  // first use: eagerly (see the header)
+  if (entry.calls == 1 || entry.failed) {  // first use, or a key that cannot be captured
     ++stats_.eager;
-    return expert.run_blocks(*ops_, cond);
-  }
-  if (entry.failed) {
-    ++stats_.eager;
-    return expert.run_blocks(*ops_, cond);
+    Tensor x = expert.run_blocks(*ops_, cond);
+    if (entry.calls == 1) entry.out = static_copy(*ops_, x);  // plans the output buffer
+    return x;
   }
   if (!entry.graph) {
     try {
-      capture(entry, expert, cond);  // the static buffers now hold this call's inputs
+      capture(entry, expert, cond);  // the static inputs now hold this call's values
     } catch (const Error& error) {
       // A region the backend cannot capture still runs, eagerly, and says why.
       entry.failed = true;
       entry.inputs = DitConditioning{};
-      entry.x = Tensor();
+      entry.out = Tensor();
       stats_.failure = error.what();
       ++stats_.eager;
       return expert.run_blocks(*ops_, cond);
     }
   } else {
-    capture_->copy_(entry.x, cond.x0);
+    capture_->copy_(entry.inputs.x0, cond.x0);
     capture_->copy_(entry.inputs.e0, cond.e0);
     capture_->copy_(entry.inputs.context, cond.context);
   }
   entry.graph->replay();
   ++stats_.replays;
-  return entry.x;
+  return entry.out;
 }
 
 }  // namespace wanrt

@@ -7,15 +7,20 @@
 // host, the text embedding, the RoPE table built on the host) and head() run eagerly: both do
 // host work per call, and MagCache's skipped calls need them without the blocks.
 //
-// The graph reads its inputs from static buffers of its entry, planned at capture from the
-// capturing call's tensors:
-//   x        [S, D] F32   the residual stream: cond.x0 copied in, the blocks' output after the
-//                         replay (updated in place by run_blocks_, so no copy out)
+// The graph reads its inputs from static buffers of its entry and writes its result into one:
+//   x0       [S, D]       the patch embeddings (per call: the latent)
 //   e0       [6, D] F32   the time projection (per call: the timestep)
 //   context  [T, D]       the embedded text (per call: cond and uncond differ here)
 //   rope     [S, d/2, 2]  the RoPE table: a function of the shape only, which is in the key,
 //                         so the capturing call's table is kept as it is
-// so cond and uncond calls, every step and every timestep share one graph per expert.
+//   out      [S, D] F32   the blocks' output, copied there at the end of the graph
+// Before a replay each call's x0, e0 and context are copied in (copy_: three device copies).
+// The graph runs WanModel::run_blocks itself, so a replay launches exactly the kernels of an
+// eager call, in the same order, and gives the same bits. (run_blocks starts the residual
+// stream as a copy of x0, whose dtype is the patch embedding's, bf16 on CUDA, and the first
+// residual update replaces it by a float32 tensor; so the stream cannot live in a buffer kept
+// outside the graph, and the result is copied out instead: one [S, D] float32 copy per call.)
+// cond and uncond calls, every step and every timestep share one graph per expert.
 //
 // Keys and invalidation: an entry belongs to one expert's weights (WanModel::weights_identity:
 // an offloaded expert loaded again has new weight addresses and a new identity) and one shape
@@ -27,10 +32,11 @@
 // stats().failure; the DiT's ops are all capturable on CUDA, so this is a safety net.
 //
 // First use: the first call of a key runs eagerly (it loads lazily loaded kernels, fills the
-// GEMM algorithm cache and sets kernel attributes: host work that must not happen under
-// capture); the second call captures, then replays; later calls replay.
+// GEMM algorithm and bias caches and sets kernel attributes: host work, and memory an op keeps,
+// that must not happen under capture; its result also plans the output buffer); the second
+// call captures, then replays; later calls replay.
 //
-// The tensor run_blocks() returns after a replay IS the entry's static buffer: it holds this
+// The tensor run_blocks() returns after a replay IS the entry's output buffer: it holds this
 // call's result until the next call of the same expert and shape. DitRunner consumes it (head,
 // residual copy) before that.
 #pragma once
@@ -89,8 +95,8 @@ class DitGraphs {
     DitGraphShape shape;
     int calls = 0;
     bool failed = false;  // capture failed: this key runs eagerly
-    DitConditioning inputs;  // the static buffers: e0, context, rope (x0 left empty)
-    Tensor x;                // the static residual stream
+    DitConditioning inputs;  // the static inputs: x0, e0, context, rope
+    Tensor out;              // the static output, planned from the first (eager) call's result
     std::unique_ptr<OpGraph> graph;
   };
   Entry& entry_for(const WanModel& expert, const DitConditioning& cond);

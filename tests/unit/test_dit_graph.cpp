@@ -127,7 +127,9 @@ TEST_F(DitGraphTest, ReplaysWithNewInputsEqualTheEagerBlocks) {
   EXPECT_EQ(graphs.stats().captures, 1);  // the second call captures ...
   EXPECT_EQ(graphs.stats().replays, 5);   // ... and every call from it replays
   EXPECT_EQ(capture_.captures, 1);
-  EXPECT_EQ(capture_.copies, 3 * 4);  // x, e0, context per replay after the capturing one
+  // x0, e0, context in before every replay after the capturing one; the result out at every
+  // replay (the region's copy_, which this stand-in runs at each replay).
+  EXPECT_EQ(capture_.copies, 3 * 4 + 5);
   EXPECT_EQ(graphs.entries(), 1u);
   EXPECT_TRUE(graphs.stats().failure.empty());
 }

@@ -18,6 +18,7 @@
 // unsafe APIs (a synchronising call, a pageable copy) while capturing, which turns a host
 // sync hidden in an op into an error at capture instead of a silently wrong graph; other
 // threads (the host staging threads of weight uploads) are unaffected.
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -30,14 +31,23 @@
 namespace wanrt {
 namespace {
 
+// Frees `memory` (eager allocations) on `stream`, clearing any error (see CudaOps::empty).
+void free_on(const std::vector<void*>& memory, cudaStream_t stream) {
+  for (void* p : memory)
+    if (cudaFreeAsync(p, stream) != cudaSuccess) cudaGetLastError();
+}
+
 class CudaGraph final : public OpGraph {
  public:
-  CudaGraph(cudaGraph_t graph, cudaGraphExec_t exec, std::shared_ptr<CUstream_st> stream)
-      : graph_(graph), exec_(exec), stream_(std::move(stream)) {}
+  CudaGraph(cudaGraph_t graph, cudaGraphExec_t exec, std::shared_ptr<CUstream_st> stream,
+            std::vector<void*> kept)
+      : graph_(graph), exec_(exec), stream_(std::move(stream)), kept_(std::move(kept)) {}
   ~CudaGraph() override {
-    // An executable graph still in flight is freed when it completes (cudaGraphExecDestroy).
+    // An executable graph still in flight is freed when it completes (cudaGraphExecDestroy);
+    // the memory it reads is freed after it on its stream.
     if (exec_) cudaGraphExecDestroy(exec_);
     if (graph_) cudaGraphDestroy(graph_);
+    free_on(kept_, stream_.get());
   }
   CudaGraph(const CudaGraph&) = delete;
   CudaGraph& operator=(const CudaGraph&) = delete;
@@ -48,9 +58,28 @@ class CudaGraph final : public OpGraph {
   cudaGraph_t graph_ = nullptr;
   cudaGraphExec_t exec_ = nullptr;
   std::shared_ptr<CUstream_st> stream_;
+  std::vector<void*> kept_;  // tensors made before capture that the region released
 };
 
 }  // namespace
+
+bool GraphCaptureState::allocate() {
+  const std::lock_guard<std::mutex> lock(mutex);
+  if (capturing) ++graph_tensors_alive;
+  return capturing;
+}
+
+bool GraphCaptureState::release(void* memory, size_t bytes, bool graph_allocation) {
+  const std::lock_guard<std::mutex> lock(mutex);
+  if (graph_allocation) {
+    if (capturing) --graph_tensors_alive;
+    return false;  // a free node while recording; after it, a plain free of graph memory
+  }
+  if (!capturing) return false;
+  kept.push_back(memory);
+  kept_bytes += bytes;
+  return true;
+}
 
 namespace cuda {
 
@@ -87,32 +116,68 @@ std::unique_ptr<OpGraph> CudaOps::capture(const std::function<void()>& region) {
   // And the graph pool's memory that no live graph holds (graphs of experts that are gone).
   WANRT_CHECK_CUDA(cudaDeviceGraphMemTrim(device_));
 
+  // A stale error of an earlier call must not be blamed on the first op recorded.
+  WANRT_CHECK_CUDA(cudaGetLastError());
+
+  GraphCaptureState& state = *capture_state_;
+  auto stop_recording = [&] {
+    const std::lock_guard<std::mutex> lock(state.mutex);
+    state.capturing = false;
+    std::vector<void*> kept = std::move(state.kept);
+    state.kept.clear();
+    return kept;
+  };
+  {
+    const std::lock_guard<std::mutex> lock(state.mutex);
+    state.capturing = true;
+    state.graph_tensors_alive = 0;
+    state.kept.clear();
+    state.kept_bytes = 0;
+  }
   WANRT_CHECK_CUDA(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
   cudaGraph_t graph = nullptr;
   try {
     region();
   } catch (...) {
     // End the capture so the stream is usable again; the partial graph is discarded.
+    const std::vector<void*> kept = stop_recording();
     if (cudaStreamEndCapture(stream_, &graph) == cudaSuccess && graph) cudaGraphDestroy(graph);
     cudaGetLastError();
+    free_on(kept, stream_);
     throw;
   }
+  const int64_t escaped = state.graph_tensors_alive;
+  const size_t kept_bytes = state.kept_bytes;
+  std::vector<void*> kept = stop_recording();
   const cudaError_t ended = cudaStreamEndCapture(stream_, &graph);
-  if (ended != cudaSuccess) {
+  // An error an op left behind (a launch, a call whose status was not checked) spoils the graph.
+  const cudaError_t pending = cudaGetLastError();
+  if (ended != cudaSuccess || pending != cudaSuccess || escaped != 0) {
+    if (ended == cudaSuccess && graph) cudaGraphDestroy(graph);
     cudaGetLastError();
-    fail("cuda backend: graph capture failed (", cudaGetErrorName(ended), ": ",
-         cudaGetErrorString(ended), "): an op in the captured region synchronised, copied from "
+    free_on(kept, stream_);
+    WANRT_CHECK(escaped == 0, "cuda backend: graph capture failed: ", escaped, " tensor(s) created "
+                "in the captured region outlive it (an op caches memory it made); run with "
+                "WANRT_CUDA_GRAPH=0 meanwhile");
+    const cudaError_t error = ended != cudaSuccess ? ended : pending;
+    fail("cuda backend: graph capture failed (", cudaGetErrorName(error), ": ",
+         cudaGetErrorString(error), "): an op in the captured region synchronised, copied from "
          "pageable host memory or used another stream; run with WANRT_CUDA_GRAPH=0 meanwhile");
   }
+  if (!kept.empty())
+    std::fprintf(stderr, "wanrt: CUDA graph capture: the region released %zu tensor(s) (%.1f MB) "
+                 "made before it; the graph keeps them alive\n", kept.size(),
+                 static_cast<double>(kept_bytes) / 1e6);
   cudaGraphExec_t exec = nullptr;
   const cudaError_t instantiated = cudaGraphInstantiate(&exec, graph, 0);
   if (instantiated != cudaSuccess) {
     cudaGraphDestroy(graph);
     cudaGetLastError();
+    free_on(kept, stream_);
     fail("cuda backend: instantiating the captured graph failed (", cudaGetErrorName(instantiated),
          ": ", cudaGetErrorString(instantiated), ")");
   }
-  auto result = std::make_unique<CudaGraph>(graph, exec, stream_owner_);
+  auto result = std::make_unique<CudaGraph>(graph, exec, stream_owner_, std::move(kept));
   // Map the graph's memory now, so that capture, not the first replay, pays for it.
   WANRT_CHECK_CUDA(cudaGraphUpload(exec, stream_));
   return result;

@@ -2,7 +2,34 @@
 // includes this header needs no CUDA headers.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <mutex>
+#include <vector>
+
+namespace wanrt {
+
+// The allocator's side of graph capture (CudaOps::empty and its deleters). During capture
+// cudaMallocAsync records an allocation node and cudaFreeAsync a free node, and a free node may
+// only free what the graph allocated: freeing an earlier allocation fails (invalid value). So
+// while a region records, a tensor created before it whose last reference the region drops is
+// not freed but kept, and the graph frees it when it is destroyed (its kernels may read it at
+// every replay). Tensors the region creates are counted: one still alive when the region ends
+// would escape the graph (its memory is reallocated at every replay), which capture refuses.
+struct GraphCaptureState {
+  std::mutex mutex;
+  bool capturing = false;
+  int64_t graph_tensors_alive = 0;
+  std::vector<void*> kept;
+  size_t kept_bytes = 0;
+
+  // At allocation: whether this allocation belongs to the graph being recorded.
+  bool allocate();
+  // At free: true when the free is deferred (kept for the graph); false to free it now.
+  bool release(void* memory, size_t bytes, bool graph_allocation);
+};
+
+}  // namespace wanrt
 
 namespace wanrt::cuda {
 

@@ -29,6 +29,7 @@
 namespace wanrt {
 
 class CublasLtContext;  // cuda_linear.h
+struct GraphCaptureState;  // cuda_graph.h: what the allocator must know while a graph records
 class HostStaging;      // cuda_memory.h: the pinned ring that host->device copies go through
 
 // Cumulative upload_weight() traffic, for load-speed reports (GB/s = host_bytes / seconds).
@@ -125,6 +126,9 @@ class CudaOps final : public Ops, public GraphCapture {
   std::unique_ptr<HostStaging> staging_;
   LoadStats load_stats_;
   bool graphs_ = true;  // options_.graphs unless WANRT_CUDA_GRAPH says otherwise
+  // Shared with every tensor's deleter: during capture a free becomes a graph node, which is
+  // valid only for memory the graph allocated (cuda_graph.cpp).
+  std::shared_ptr<GraphCaptureState> capture_state_;
 };
 
 // Argument check shared by the CUDA op files: a contiguous device tensor of a float dtype
