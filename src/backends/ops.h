@@ -75,8 +75,10 @@ class GraphCapture {
   virtual ~GraphCapture() = default;
   // Records the ops `region` queues, without running them (a replay runs them). Tensors the
   // region creates and drops are the graph's own memory, reused by every replay; the region
-  // must drop every tensor it creates (its results go into tensors created before it), and
-  // must not drop the last reference to a tensor created outside it.
+  // must drop every tensor it creates (its results go into tensors created before it, with
+  // copy_), else capture fails. A tensor created before it whose last reference the region
+  // drops stays alive as long as the graph (a replay may read it). A region that cannot be
+  // recorded (an op synchronises, copies from pageable host memory) is an error.
   virtual std::unique_ptr<OpGraph> capture(const std::function<void()>& region) = 0;
   // dst ← src, the same shape and dtype, both backend tensors; queued like any op.
   virtual void copy_(Tensor& dst, const Tensor& src) = 0;
