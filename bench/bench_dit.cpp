@@ -18,15 +18,24 @@
 // one block's weights are generated once and uploaded for every block (each block still gets
 // its own device copy, so memory and bandwidth are those of the real model).
 //
+// --graph on|off|both (default both): the transformer blocks as a captured CUDA graph
+// (DitGraphs, model/dit_graph.h, what `wanrt generate` runs on CUDA), eagerly, or both one after
+// the other at each size. With the graph the first warm-up call of a size runs eagerly and the
+// second captures (its time, record + instantiate + upload, is printed); so graph mode runs at
+// least 2 warm-ups and the timed runs are replays. On the CPU backend (no graphs) "on" runs
+// eagerly and says so.
+//
 // Timing: WanModel's phases are host functions that queue GPU work, and the forward ends in a
 // download, so each phase is timed on the host clock between two device synchronisations.
 // (CUDA events on the default stream would not bracket the backend's own stream.)
 //
-//   bench_dit [--size 480p|720p|all] [--warmup N] [--repeats N] [--blocks N] [--tf32]
+//   bench_dit [--size 480p|720p|all] [--graph on|off|both] [--warmup N] [--repeats N] [--blocks N] [--tf32]
 //             [--quantize int8|fp8] [--no-profile] [--peak-tflops X] [--gemm-ceiling X] [--attention-ceiling X]
 //             [--seed N] [--cpu --tiny]
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -37,8 +46,10 @@
 #include "io/tensor_store.h"
 #include "model/dit.h"
 #include "model/dit_config.h"
+#include "model/dit_graph.h"
 
 #ifdef WANRT_HAVE_CUDA
+#include "backends/cuda/cuda_graph.h"
 #include "backends/cuda/cuda_linear.h"
 #endif
 
@@ -48,7 +59,10 @@ namespace {
 constexpr const char* kUsage = R"(bench_dit: one forward of a Wan2.2 I2V-A14B expert (random weights).
 
   --size S              480p, 720p or all (default all: 480p then 720p)
-  --warmup N            untimed forwards first (default 1)
+  --graph G             on, off or both (default both): the blocks as a captured CUDA graph
+                        (what `wanrt generate` runs), eagerly, or both in turn at each size
+  --warmup N            untimed forwards first (default 1; at least 2 with the graph: the
+                        first call of a size runs eagerly, the second captures)
   --repeats N           timed forwards (default 3)
   --blocks N            transformer blocks (default 40; fewer for a quick look: the numbers are
                         then those of a smaller model, not scaled)
@@ -142,7 +156,7 @@ struct ForwardTimes {
 };
 
 ForwardTimes timed_forward(const WanModel& model, Ops& ops, const std::function<void()>& sync,
-                           const DitInputs& inputs, Tensor* output) {
+                           const DitInputs& inputs, Tensor* output, DitGraphs* graphs) {
   ForwardTimes t;
   sync();
   auto start = Clock::now();
@@ -150,7 +164,7 @@ ForwardTimes timed_forward(const WanModel& model, Ops& ops, const std::function<
   sync();
   t.prepare = seconds_since(start);
   start = Clock::now();
-  const Tensor x = model.run_blocks(ops, cond);
+  const Tensor x = graphs ? graphs->run_blocks(model, cond) : model.run_blocks(ops, cond);
   sync();
   t.blocks = seconds_since(start);
   start = Clock::now();
@@ -169,6 +183,8 @@ Tensor random_input(Shape shape, uint64_t seed, float scale) {
 
 struct SizeResult {
   std::string name;
+  std::string mode;  // "eager" or "graph"
+  double capture_seconds = 0;
   int64_t tokens = 0;
   Summary forward;
   double per_block = 0;
@@ -197,7 +213,13 @@ int run(int argc, char** argv) {
   const double gemm_ceiling = args.number("--gemm-ceiling", 0, 0);
   const double attention_ceiling = args.number("--attention-ceiling", 0, 0);
   const auto seed = static_cast<uint64_t>(args.integer("--seed", 0, 0));
+  const std::string graph_flag = args.value("--graph").value_or("both");
   args.finish();
+  WANRT_CHECK(graph_flag == "on" || graph_flag == "off" || graph_flag == "both", "--graph ",
+              graph_flag, ": choose on, off or both");
+  std::vector<bool> graph_modes;  // per size, in this order
+  if (graph_flag != "on") graph_modes.push_back(false);
+  if (graph_flag != "off") graph_modes.push_back(true);
   WANRT_CHECK(!cpu || tiny, "--cpu runs only with --tiny (a full-size forward on the CPU "
               "reference backend would take hours); it exists to test this program");
   require_cuda_build(cpu);
@@ -270,11 +292,11 @@ int run(int argc, char** argv) {
 
   std::vector<SizeResult> results;
   for (const BenchSize& size : sizes) {
-    SizeResult result;
-    result.name = size.name;
+    SizeResult base;
+    base.name = size.name;
     const int64_t ph = config.patch_size[1], pw = config.patch_size[2];
-    result.tokens = size.frames * (size.height / ph) * (size.width / pw);
-    result.flops = forward_flops(config, result.tokens);
+    base.tokens = size.frames * (size.height / ph) * (size.width / pw);
+    base.flops = forward_flops(config, base.tokens);
     const Tensor x = random_input({config.out_dim, size.frames, size.height, size.width}, seed + 11, 1.0f);
     const Tensor y = random_input({config.in_dim - config.out_dim, size.frames, size.height, size.width},
                                   seed + 12, 1.0f);
@@ -287,94 +309,126 @@ int run(int argc, char** argv) {
     std::cout << "\n[" << size.name << "] latent " << config.out_dim << "x" << size.frames << "x"
               << size.height << "x" << size.width << " + conditioning "
               << config.in_dim - config.out_dim << "x" << size.frames << "x" << size.height << "x"
-              << size.width << " -> " << result.tokens << " tokens; context " << config.text_len
+              << size.width << " -> " << base.tokens << " tokens; context " << config.text_len
               << "x" << config.text_dim
-              << fmt("; %.1f TFLOP per forward (GEMM %.1f, attention %.1f)", result.flops.total() * 1e-12,
-                     result.flops.gemm * 1e-12, result.flops.attention * 1e-12)
+              << fmt("; %.1f TFLOP per forward (GEMM %.1f, attention %.1f)", base.flops.total() * 1e-12,
+                     base.flops.gemm * 1e-12, base.flops.attention * 1e-12)
               << std::endl;
 
-    meter.start();  // from the first forward at this size: its allocations set the peak
+    for (const bool graphed : graph_modes) {
+      if (graphed && !ops.graph_capture() && graph_modes.size() > 1) continue;  // eager already
+      SizeResult result = base;
+      result.mode = graphed ? "graph" : "eager";
+      // A graph per size and mode: its first call runs eagerly, the second captures.
+      std::unique_ptr<DitGraphs> graphs;
+      if (graphed && ops.graph_capture()) graphs = std::make_unique<DitGraphs>(ops, *ops.graph_capture());
+      if (graphed && !graphs) result.mode = "eager (no graphs on this backend)";
+      const int64_t warmups = graphs ? std::max<int64_t>(warmup, 2) : warmup;
+      std::cout << "  -- blocks " << result.mode << (graphs ? ", captured once, then replayed" : "")
+                << " --" << std::endl;
+      meter.start();  // from the first forward at this size: its allocations set the peak
 #ifdef WANRT_HAVE_CUDA
-    const LinearPathCounts paths_before = linear_path_counts();
+      const LinearPathCounts paths_before = linear_path_counts();
 #endif
-    Tensor output;
-    for (int64_t i = 0; i < warmup; ++i) {
-      const ForwardTimes t = timed_forward(model, ops, backend.sync, inputs, &output);
-      std::cout << fmt("  warm-up %lld/%lld: %.3f s", static_cast<long long>(i + 1),
-                       static_cast<long long>(warmup), t.total())
-                << std::endl;
-    }
-    std::vector<double> totals;
-    double blocks_seconds = 0;
-    for (int64_t i = 0; i < repeats; ++i) {
-      const ForwardTimes t = timed_forward(model, ops, backend.sync, inputs, &output);
-      totals.push_back(t.total());
-      blocks_seconds += t.blocks;
-      std::cout << fmt("  run %lld/%lld: %.3f s (prepare %.3f s, %lld blocks %.3f s = %.4f s/block, "
-                       "head %.3f s)",
-                       static_cast<long long>(i + 1), static_cast<long long>(repeats), t.total(),
-                       t.prepare, static_cast<long long>(config.num_layers), t.blocks,
-                       t.blocks / static_cast<double>(config.num_layers), t.head)
-                << std::endl;
-    }
-    const MemoryPeak memory = meter.stop();
+      Tensor output;
+      for (int64_t i = 0; i < warmups; ++i) {
+        const int captures_before = graphs ? graphs->stats().captures : 0;
+        const ForwardTimes t = timed_forward(model, ops, backend.sync, inputs, &output, graphs.get());
+        std::cout << fmt("  warm-up %lld/%lld: %.3f s", static_cast<long long>(i + 1),
+                         static_cast<long long>(warmups), t.total());
+        if (graphs && graphs->stats().captures > captures_before) {
+          result.capture_seconds = graphs->stats().capture_seconds;
+          std::cout << fmt(" (captured the blocks' graph in %.3f s, then replayed it: blocks %.3f s)",
+                           result.capture_seconds, t.blocks);
+        } else if (graphs && i == 0) {
+          std::cout << " (first call of this size: eager)";
+        }
+        std::cout << std::endl;
+      }
+      if (graphs && !graphs->stats().failure.empty())
+        std::cout << "  GRAPH CAPTURE FAILED, the blocks ran eagerly: " << graphs->stats().failure << std::endl;
+      std::vector<double> totals;
+      double blocks_seconds = 0;
+      for (int64_t i = 0; i < repeats; ++i) {
+        const ForwardTimes t = timed_forward(model, ops, backend.sync, inputs, &output, graphs.get());
+        totals.push_back(t.total());
+        blocks_seconds += t.blocks;
+        std::cout << fmt("  run %lld/%lld: %.3f s (prepare %.3f s, %lld blocks %.3f s = %.4f s/block, "
+                         "head %.3f s)",
+                         static_cast<long long>(i + 1), static_cast<long long>(repeats), t.total(),
+                         t.prepare, static_cast<long long>(config.num_layers), t.blocks,
+                         t.blocks / static_cast<double>(config.num_layers), t.head)
+                  << std::endl;
+      }
+      const MemoryPeak memory = meter.stop();
 #ifdef WANRT_HAVE_CUDA
-    if (backend.cuda && *quantization != Quantization::None) {
-      const LinearPathCounts p = linear_path_counts();
-      std::cout << fmt("  quantized linear routes over these forwards: int8 alpha-vector %lld, int8 "
-                       "folded-scale %lld, fp8 outer-vector %lld, fp8 unit-scale + kernel %lld, fp8 "
-                       "simple kernel %lld",
-                       static_cast<long long>(p.int8_alpha_vector - paths_before.int8_alpha_vector),
-                       static_cast<long long>(p.int8_folded_scale - paths_before.int8_folded_scale),
-                       static_cast<long long>(p.fp8_outer_vector - paths_before.fp8_outer_vector),
-                       static_cast<long long>(p.fp8_unit_scale - paths_before.fp8_unit_scale),
-                       static_cast<long long>(p.fp8_simple - paths_before.fp8_simple))
-                << std::endl;
-    }
+      if (backend.cuda && *quantization != Quantization::None) {
+        const LinearPathCounts p = linear_path_counts();
+        std::cout << fmt("  quantized linear routes over these forwards: int8 alpha-vector %lld, int8 "
+                         "folded-scale %lld, fp8 outer-vector %lld, fp8 unit-scale + kernel %lld, fp8 "
+                         "simple kernel %lld",
+                         static_cast<long long>(p.int8_alpha_vector - paths_before.int8_alpha_vector),
+                         static_cast<long long>(p.int8_folded_scale - paths_before.int8_folded_scale),
+                         static_cast<long long>(p.fp8_outer_vector - paths_before.fp8_outer_vector),
+                         static_cast<long long>(p.fp8_unit_scale - paths_before.fp8_unit_scale),
+                         static_cast<long long>(p.fp8_simple - paths_before.fp8_simple))
+                  << std::endl;
+      }
 #endif
-    result.forward = summarize(totals);
-    result.per_block = blocks_seconds / static_cast<double>(repeats) / static_cast<double>(config.num_layers);
-    result.memory_measured = memory.measured;
-    result.peak_bytes = memory.peak();
-    std::cout << "  " << finite_check(output) << "\n"
-              << fmt("  forward: mean %.3f s, min %.3f s, max %.3f s over %zu runs; %.1f TFLOP/s "
-                     "(%.1f %% of %.0f)",
-                     result.forward.mean, result.forward.min, result.forward.max, result.forward.count,
-                     result.flops.total() / result.forward.mean * 1e-12,
-                     peak > 0 ? 100.0 * result.flops.total() / result.forward.mean * 1e-12 / peak : 0.0, peak)
-              << "\n  peak device memory: " << memory.describe() << std::endl;
+      result.forward = summarize(totals);
+      result.per_block = blocks_seconds / static_cast<double>(repeats) / static_cast<double>(config.num_layers);
+      result.memory_measured = memory.measured;
+      result.peak_bytes = memory.peak();
+      std::cout << "  " << finite_check(output) << "\n"
+                << fmt("  forward: mean %.3f s, min %.3f s, max %.3f s over %zu runs; %.1f TFLOP/s "
+                       "(%.1f %% of %.0f)",
+                       result.forward.mean, result.forward.min, result.forward.max, result.forward.count,
+                       result.flops.total() / result.forward.mean * 1e-12,
+                       peak > 0 ? 100.0 * result.flops.total() / result.forward.mean * 1e-12 / peak : 0.0, peak)
+                << "\n  peak device memory: " << memory.describe();
+#ifdef WANRT_HAVE_CUDA
+      if (graphs && backend.cuda) {
+        const cuda::GraphMemory graph_memory = cuda::graph_memory(0);
+        std::cout << fmt("; graph memory pool: %.2f GB reserved (high-water %.2f GB)",
+                         static_cast<double>(graph_memory.reserved) / kGB,
+                         static_cast<double>(graph_memory.reserved_high) / kGB);
+      }
+#endif
+      std::cout << std::endl;
+      graphs.reset();  // frees the graph and its memory before the next mode or size
 
-    if (profile) {
-      ProfilingOps profiled(ops, backend.sync);
-      profiled.set_enabled(true);
-      backend.sync();
-      start = Clock::now();
-      output = model.forward(profiled, inputs);
-      const double wall = seconds_since(start);
-      BreakdownOptions breakdown;
-      breakdown.title = fmt("  profiled forward: %.3f s (a sync after every op, so slower than the "
-                            "timed runs)", wall);
-      breakdown.peak_tflops = peak;
-      breakdown.ceiling_tflops[static_cast<size_t>(OpCategory::Gemm)] = gemm_ceiling;
-      breakdown.ceiling_tflops[static_cast<size_t>(OpCategory::Attention)] = attention_ceiling;
-      breakdown.wall_seconds = wall;
-      profiled.print_breakdown(std::cout, breakdown);
-      const OpStats gemm = profiled.category(OpCategory::Gemm);
-      const OpStats attention = profiled.category(OpCategory::Attention);
-      result.gemm_tflops = gemm.tflops_per_second();
-      result.attention_tflops = attention.tflops_per_second();
-      const double rest = wall - gemm.seconds - attention.seconds;
-      std::cout << fmt("  GEMMs %.3f s (%.1f TFLOP/s), attention %.3f s (%.1f TFLOP/s), the rest "
-                       "%.3f s (%.1f %%)",
-                       gemm.seconds, result.gemm_tflops, attention.seconds, result.attention_tflops,
-                       rest, 100.0 * rest / wall)
-                << "\n"
-                << fmt("  FLOP check: the profiler counted %.4g GEMM + %.4g attention FLOP; the "
-                       "formula gives %.4g + %.4g",
-                       gemm.flops, attention.flops, result.flops.gemm, result.flops.attention)
-                << std::endl;
+      if (profile && graphed == graph_modes.front()) {  // eager ops, once per size
+        ProfilingOps profiled(ops, backend.sync);
+        profiled.set_enabled(true);
+        backend.sync();
+        start = Clock::now();
+        output = model.forward(profiled, inputs);
+        const double wall = seconds_since(start);
+        BreakdownOptions breakdown;
+        breakdown.title = fmt("  profiled forward: %.3f s (a sync after every op, so slower than the "
+                              "timed runs)", wall);
+        breakdown.peak_tflops = peak;
+        breakdown.ceiling_tflops[static_cast<size_t>(OpCategory::Gemm)] = gemm_ceiling;
+        breakdown.ceiling_tflops[static_cast<size_t>(OpCategory::Attention)] = attention_ceiling;
+        breakdown.wall_seconds = wall;
+        profiled.print_breakdown(std::cout, breakdown);
+        const OpStats gemm = profiled.category(OpCategory::Gemm);
+        const OpStats attention = profiled.category(OpCategory::Attention);
+        result.gemm_tflops = gemm.tflops_per_second();
+        result.attention_tflops = attention.tflops_per_second();
+        const double rest = wall - gemm.seconds - attention.seconds;
+        std::cout << fmt("  GEMMs %.3f s (%.1f TFLOP/s), attention %.3f s (%.1f TFLOP/s), the rest "
+                         "%.3f s (%.1f %%)",
+                         gemm.seconds, result.gemm_tflops, attention.seconds, result.attention_tflops,
+                         rest, 100.0 * rest / wall)
+                  << "\n"
+                  << fmt("  FLOP check: the profiler counted %.4g GEMM + %.4g attention FLOP; the "
+                         "formula gives %.4g + %.4g",
+                         gemm.flops, attention.flops, result.flops.gemm, result.flops.attention)
+                  << std::endl;
+      }
+      results.push_back(result);
     }
-    results.push_back(result);
   }
 
   std::cout << "\nSummary (bench_dit, " << backend.description << ", " << config.num_layers
@@ -385,20 +439,22 @@ int run(int argc, char** argv) {
   if (gemm_ceiling > 0 || attention_ceiling > 0)
     std::cout << fmt("; ceilings: GEMM %.0f, attention %.0f TFLOP/s", gemm_ceiling, attention_ceiling);
   std::cout << ")\n"
-            << "| size | tokens | forward s (mean) | min s | s/block | TFLOP | TFLOP/s | % of peak "
-               "| GEMM TFLOP/s | attention TFLOP/s | peak memory GB |\n"
-            << "|---|---|---|---|---|---|---|---|---|---|---|\n";
+            << "| size | blocks | tokens | forward s (mean) | min s | s/block | TFLOP | TFLOP/s | % of peak "
+               "| GEMM TFLOP/s | attention TFLOP/s | peak memory GB | capture s |\n"
+            << "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
   for (const SizeResult& r : results) {
     const double achieved = r.flops.total() / r.forward.mean * 1e-12;
-    std::cout << fmt("| %s | %lld | %.3f | %.3f | %.4f | %.1f | %.1f | %.1f %% | ", r.name.c_str(),
-                     static_cast<long long>(r.tokens), r.forward.mean, r.forward.min, r.per_block,
+    std::cout << fmt("| %s | %s | %lld | %.3f | %.3f | %.4f | %.1f | %.1f | %.1f %% | ", r.name.c_str(),
+                     r.mode.c_str(), static_cast<long long>(r.tokens), r.forward.mean, r.forward.min, r.per_block,
                      r.flops.total() * 1e-12, achieved, peak > 0 ? 100.0 * achieved / peak : 0.0)
               << (r.gemm_tflops > 0 ? fmt("%.1f", r.gemm_tflops) : std::string("-")) << " | "
               << (r.attention_tflops > 0 ? fmt("%.1f", r.attention_tflops) : std::string("-")) << " | "
-              << (r.memory_measured ? fmt("%.2f", r.peak_bytes / kGB) : std::string("n/a")) << " |\n";
+              << (r.memory_measured ? fmt("%.2f", r.peak_bytes / kGB) : std::string("n/a")) << " | "
+              << (r.capture_seconds > 0 ? fmt("%.3f", r.capture_seconds) : std::string("-")) << " |\n";
   }
   std::cout << "(% of peak: of " << peak << " TFLOP/s; GEMM and attention rates from the profiled "
-               "run; peak memory includes the weights and the CUDA context)"
+               "run; peak memory includes the weights and the CUDA context, not the graph memory pool; "
+               "capture s: recording, instantiating and uploading the blocks' graph, once per size)"
             << std::endl;
   return 0;
 }

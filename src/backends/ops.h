@@ -21,6 +21,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -54,10 +55,41 @@ struct AttentionOptions {
   const Tensor* bias = nullptr;  // optional additive bias [heads, Lq, Lk] (T5 relative positions)
 };
 
+// A recorded region of ops (graph_capture()): replay() queues the same work again, on the same
+// tensors, in one launch.
+class OpGraph {
+ public:
+  virtual ~OpGraph() = default;
+  virtual void replay() = 0;
+};
+
+// Recording a region of ops once and replaying it (CUDA graphs), an optional capability of a
+// backend: Ops::graph_capture() returns null where it is missing (the CPU backend), and the
+// caller then runs the region's ops directly. What a replay reads and writes is fixed at
+// capture: the addresses of the tensors the region touched. So a caller captures a region that
+// reads its inputs from buffers it keeps (static buffers), copies each call's inputs into them
+// with copy_(), and reads the result from a buffer it keeps too; a value computed on the host
+// inside the region (a scalar, a table) would be replayed as captured, so none may be.
+class GraphCapture {
+ public:
+  virtual ~GraphCapture() = default;
+  // Records the ops `region` queues, without running them (a replay runs them). Tensors the
+  // region creates and drops are the graph's own memory, reused by every replay; the region
+  // must drop every tensor it creates (its results go into tensors created before it, with
+  // copy_), else capture fails. A tensor created before it whose last reference the region
+  // drops stays alive as long as the graph (a replay may read it). A region that cannot be
+  // recorded (an op synchronises, copies from pageable host memory) is an error.
+  virtual std::unique_ptr<OpGraph> capture(const std::function<void()>& region) = 0;
+  // dst ← src, the same shape and dtype, both backend tensors; queued like any op.
+  virtual void copy_(Tensor& dst, const Tensor& src) = 0;
+};
+
 class Ops {
  public:
   virtual ~Ops() = default;
   virtual std::string name() const = 0;
+  // Graph capture where the backend supports it and it is switched on; null otherwise.
+  virtual GraphCapture* graph_capture() { return nullptr; }
 
   // ---- memory ----
   // A host tensor (any float dtype) into backend memory as an activation.

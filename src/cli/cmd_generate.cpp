@@ -443,7 +443,8 @@ int run_generate(GenerateOptions options) {
       std::cout << "Note: --compile"
                 << (options.compile_mode.empty() ? "" : " --compile_mode " + options.compile_mode)
                 << ": wanrt's CUDA backend always runs its fastest path (fused kernels, cached "
-                   "GEMM algorithms); the flag is accepted for compatibility.\n";
+                   "GEMM algorithms, the transformer blocks captured once as a CUDA graph and "
+                   "replayed every step); the flag is accepted for compatibility.\n";
     if (options.convert_model_dtype)
       std::cout << "Note: --convert_model_dtype changes nothing: the CUDA backend always keeps "
                    "matrix weights in bf16.\n";
@@ -687,7 +688,9 @@ Subcommand add_generate_command(CLI::App& app) {
           ->add_option("--compile", options->compile,
                        "accepted for compatibility with the seed's command line: "
                        "wanrt always runs its fastest path (on CUDA: fused kernels, cached GEMM "
-                       "algorithms, a stream-ordered memory pool), so it selects nothing more")
+                       "algorithms, a stream-ordered memory pool, the DiT's transformer blocks "
+                       "captured as a CUDA graph and replayed every step; WANRT_CUDA_GRAPH=0 turns "
+                       "the graph off), so it selects nothing more")
           ->expected(0, 1)
           ->type_name("[True|False]");
   options->compile_mode_option = command->add_option(

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -75,6 +76,11 @@ class WanModel {
   Tensor head(Ops& ops, const Tensor& x, const DitConditioning& cond,
               const DitTrace* trace = nullptr) const;
 
+  // Identifies this load's device weights: copies of the model share it, a new load (an
+  // offloaded expert brought back, at new addresses) gets a new one, and it expires when the
+  // last copy is gone. A captured graph of the blocks is valid for one identity only.
+  std::weak_ptr<const void> weights_identity() const { return identity_; }
+
  private:
   struct Linear {
     Tensor weight;  // [out, in]
@@ -100,6 +106,7 @@ class WanModel {
 
   DitConfig config_;
   Quantization quantization_ = Quantization::None;
+  std::shared_ptr<const int> identity_ = std::make_shared<const int>(0);
   Linear patch_embedding;  // weight reshaped to [D, in_dim·pt·ph·pw]
   Linear text_embedding_0, text_embedding_2;
   Linear time_embedding_0, time_embedding_2;

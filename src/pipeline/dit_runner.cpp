@@ -8,7 +8,11 @@
 namespace wanrt {
 
 DitRunner::DitRunner(Ops& ops, std::optional<MagCachePolicy> policy, bool calibrate)
-    : ops_(&ops), policy_(std::move(policy)), calibrate_(calibrate) {}
+    : ops_(&ops), policy_(std::move(policy)), calibrate_(calibrate) {
+  // NCCL collectives inside a captured graph are untested here: several ranks run eagerly.
+  if (GraphCapture* capture = ops.graph_capture(); capture && ops.world_size() == 1)
+    graphs_ = std::make_unique<DitGraphs>(ops, *capture);
+}
 
 DitRunner::DitRunner(Ops& ops) : DitRunner(ops, std::nullopt, false) {}
 
@@ -49,7 +53,7 @@ Tensor DitRunner::call(const WanModel& expert, const DitInputs& inputs) {
     ops.add_gated_(x, cond.x0, nullptr);          // x0 + residual, float32
     ++stats_.skipped;
   } else {
-    x = expert.run_blocks(ops, cond);
+    x = graphs_ ? graphs_->run_blocks(expert, cond) : expert.run_blocks(ops, cond);
     if (policy_ || calibrate_) {
       Tensor residual = residual_of(x, cond.x0);
       if (calibrate_) measure(residual, cond, parity);

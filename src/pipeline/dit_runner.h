@@ -17,13 +17,21 @@
 //   DitRunner runner(ops, MagCachePolicy(...));   // or DitRunner(ops), DitRunner::calibrating(ops)
 //   runner.begin_video();
 //   for each step: v_cond = runner.call(expert, cond_inputs); v_uncond = runner.call(expert, ...)
+//
+// On a backend with graph capture (CUDA, unless CudaOptions::graphs or WANRT_CUDA_GRAPH=0 says
+// otherwise) the transformer blocks of computed calls run as a captured graph (DitGraphs,
+// model/dit_graph.h), one per expert and shape, shared by cond and uncond calls; prepare() and
+// the head, which skipped calls run alone, stay eager. Graphs last as long as the runner (one
+// request). Under sequence parallelism (more than one rank) the blocks run eagerly.
 #pragma once
 
+#include <memory>
 #include <optional>
 #include <vector>
 
 #include "backends/ops.h"
 #include "model/dit.h"
+#include "model/dit_graph.h"
 #include "schedulers/magcache.h"
 
 namespace wanrt {
@@ -55,6 +63,8 @@ class DitRunner {
   int calls() const { return call_; }  // call() invocations since begin_video()
   const DitCallStats& stats() const { return stats_; }
   bool uses_magcache() const { return policy_.has_value(); }
+  // The captured graphs of the blocks; null where the backend has none (or several ranks).
+  const DitGraphs* graphs() const { return graphs_.get(); }
 
   // Calibration: the ratio of every call from 2 on (entry j belongs to call j + 2), the
   // layout of a ratio table (save_mag_ratios). Empty when not calibrating.
@@ -66,6 +76,7 @@ class DitRunner {
   void measure(const Tensor& residual, const DitConditioning& cond, int parity);
 
   Ops* ops_;
+  std::unique_ptr<DitGraphs> graphs_;
   std::optional<MagCachePolicy> policy_;
   bool calibrate_ = false;
 

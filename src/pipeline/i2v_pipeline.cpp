@@ -361,6 +361,13 @@ I2VResult I2VPipeline::generate(const I2VRequest& request, const DenoiseProgress
   result.seq_len = latent_frames * lat_h * lat_w / 4;
   result.dit_calls = runner.stats();
   result.measured_mag_ratios = runner.measured_ratios();
+  if (const DitGraphs* graphs = runner.graphs()) {
+    const DitGraphStats& g = graphs->stats();
+    m.log(str_cat("DiT blocks as CUDA graphs: ", g.captures, " captured (the last in ",
+                  g.capture_seconds, " s), ", g.replays, " calls replayed, ", g.eager, " eager",
+                  g.failure.empty() ? std::string() : str_cat("; a capture failed, that expert ran "
+                                                              "eagerly: ", g.failure)));
+  }
 
   start = Clock::now();
   result.video = m.vae->decode(ops, latent, {.clamp = true});  // [3, frame_num, h, w]

@@ -17,6 +17,7 @@
 
 #include "backends/cuda/cuda_check.h"
 #include "backends/cuda/cuda_device.h"
+#include "backends/cuda/cuda_graph.h"
 #include "backends/cuda/cuda_linear.h"
 #include "backends/cuda/cuda_memory.h"
 #include "backends/cuda/cuda_ops_impl.h"
@@ -69,6 +70,8 @@ CudaOps::CudaOps(const CudaOptions& options, std::shared_ptr<Communicator> comm)
 
   cublaslt_ = std::make_unique<CublasLtContext>();
   staging_ = std::make_unique<HostStaging>();
+  graphs_ = cuda::graphs_enabled(options_.graphs);
+  capture_state_ = std::make_shared<GraphCaptureState>();
 }
 
 CudaOps::~CudaOps() {
@@ -113,10 +116,14 @@ Tensor CudaOps::empty(DType dtype, Shape shape) {
            cudaGetErrorName(status), "). Try --quantize int8, --offload_model True, or a smaller --size");
     }
   }
-  // The deleter holds the stream, so a tensor may outlive this CudaOps. Errors are ignored:
-  // at process exit the context may already be gone.
-  std::shared_ptr<void> owner(memory, [stream = stream_owner_](void* p) {
-    if (p) cudaFreeAsync(p, stream.get());
+  // The deleter holds the stream, so a tensor may outlive this CudaOps. Errors are ignored (at
+  // process exit the context may already be gone) and cleared, so that a later op's launch
+  // check does not report them as its own. Under graph capture see GraphCaptureState.
+  const bool graph_allocation = memory && capture_state_->allocate();
+  std::shared_ptr<void> owner(memory, [stream = stream_owner_, state = capture_state_, bytes,
+                                       graph_allocation](void* p) {
+    if (!p || state->release(p, bytes, graph_allocation)) return;
+    if (cudaFreeAsync(p, stream.get()) != cudaSuccess) cudaGetLastError();
   });
   return Tensor::view(std::move(owner), memory, dtype, std::move(shape), Device::Cuda);
 }

@@ -71,6 +71,10 @@ struct CudaOptions {
   //                  slower than the 16-bit types and twice their memory.
   DType conv_dtype = DType::F16;
   AttentionKernel attention = AttentionKernel::Auto;
+  // CUDA graphs (Ops::graph_capture, cuda_graph.cpp): the DiT's transformer blocks are captured
+  // once per expert and shape and replayed on every later call (model/dit_graph.h). The
+  // environment variable WANRT_CUDA_GRAPH=0 turns them off (for comparisons), =1 on.
+  bool graphs = true;
 };
 
 // The CUDA backend; throws a clear error where no GPU is present.

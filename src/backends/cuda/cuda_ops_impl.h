@@ -10,6 +10,7 @@
 //   cuda_gemm_attention.cu  attention for long sequences of other head dims (cuBLAS GEMMs)
 //   cuda_quant.cu         quantize_weight (int8 / fp8 weight-only quantization; linear takes the
 //                         quantized weights in cuda_linear.cpp)
+//   cuda_graph.cpp        graph_capture: capture, replay, copy_ (CUDA graphs)
 // All work is queued on one stream (`stream()`); ops never synchronise except download().
 // Device memory comes from the stream-ordered pool (cudaMallocAsync / cudaFreeAsync on that
 // stream, release threshold unlimited), so per-op allocations cost nothing after the first
@@ -28,6 +29,7 @@
 namespace wanrt {
 
 class CublasLtContext;  // cuda_linear.h
+struct GraphCaptureState;  // cuda_graph.h: what the allocator must know while a graph records
 class HostStaging;      // cuda_memory.h: the pinned ring that host->device copies go through
 
 // Cumulative upload_weight() traffic, for load-speed reports (GB/s = host_bytes / seconds).
@@ -40,7 +42,7 @@ struct LoadStats {
   double seconds = 0;
 };
 
-class CudaOps final : public Ops {
+class CudaOps final : public Ops, public GraphCapture {
  public:
   CudaOps(const CudaOptions& options, std::shared_ptr<Communicator> comm);
   const CudaOptions& options() const { return options_; }
@@ -57,6 +59,12 @@ class CudaOps final : public Ops {
   // nearest even), queued on stream().
   Tensor as_dtype(const Tensor& t, DType dtype);
   LoadStats load_stats() const { return load_stats_; }
+
+  // GraphCapture (cuda_graph.cpp): this object where CudaOptions::graphs (and
+  // WANRT_CUDA_GRAPH) allow, else null.
+  GraphCapture* graph_capture() override;
+  std::unique_ptr<OpGraph> capture(const std::function<void()>& region) override;
+  void copy_(Tensor& dst, const Tensor& src) override;
 
   Tensor upload(const Tensor& host) override;
   Tensor upload_weight(const Tensor& host) override;
@@ -117,6 +125,10 @@ class CudaOps final : public Ops {
   std::shared_ptr<CUstream_st> stream_owner_;
   std::unique_ptr<HostStaging> staging_;
   LoadStats load_stats_;
+  bool graphs_ = true;  // options_.graphs unless WANRT_CUDA_GRAPH says otherwise
+  // Shared with every tensor's deleter: during capture a free becomes a graph node, which is
+  // valid only for memory the graph allocated (cuda_graph.cpp).
+  std::shared_ptr<GraphCaptureState> capture_state_;
 };
 
 // Argument check shared by the CUDA op files: a contiguous device tensor of a float dtype
