@@ -14,6 +14,17 @@
 // `wanrt generate --quantize` does): the upload line then shows the weights' device memory, and
 // each size says which quantized GEMM routes linear() took.
 //
+// --prequantized (with --quantize) quantizes the weights on the host before the load, as a
+// checkpoint written by `wanrt quantize` holds them: the upload line then measures loading a
+// quantized checkpoint (codes and scales moved as they are) against quantizing at load.
+//
+// --magcache E012K2R20,E012K2R10,E024K2R10 (names: E<threshold × 100>K<K>R<retention × 100>)
+// adds, per size, the cost of a call MagCache skips (DitRunner's skip path: prepare_for_head,
+// x0 + cached residual, head) and, per setting, the skip schedule of a 40-step, shift-5 I2V
+// video from the real MagCachePolicy, the ratio table shipped in data/magcache and the split
+// step of the real UniPC timesteps; the per-video DiT time is then
+//   full forwards × the measured forward + skipped calls × the measured skipped call.
+//
 // Weights are RANDOM: a forward's speed does not depend on their values. To save host time
 // one block's weights are generated once and uploaded for every block (each block still gets
 // its own device copy, so memory and bandwidth are those of the real model).
@@ -30,7 +41,7 @@
 // (CUDA events on the default stream would not bracket the backend's own stream.)
 //
 //   bench_dit [--size 480p|720p|all] [--graph on|off|both] [--warmup N] [--repeats N] [--blocks N] [--tf32]
-//             [--quantize int8|fp8] [--no-profile] [--peak-tflops X] [--gemm-ceiling X] [--attention-ceiling X]
+//             [--quantize int8|fp8 [--prequantized]] [--magcache LIST] [--no-profile] [--peak-tflops X] [--gemm-ceiling X] [--attention-ceiling X]
 //             [--seed N] [--cpu --tiny]
 #include <algorithm>
 #include <cstdio>
@@ -47,6 +58,8 @@
 #include "model/dit.h"
 #include "model/dit_config.h"
 #include "model/dit_graph.h"
+#include "schedulers/flow_schedule.h"
+#include "schedulers/magcache.h"
 
 #ifdef WANRT_HAVE_CUDA
 #include "backends/cuda/cuda_graph.h"
@@ -70,6 +83,11 @@ constexpr const char* kUsage = R"(bench_dit: one forward of a Wan2.2 I2V-A14B ex
   --tf32                CudaOptions::tf32 (TF32 for the float32 GEMMs: time MLP, head)
   --quantize Q          none (default), int8 or fp8: weight-only quantization of the blocks'
                         linear layers at load, as `wanrt generate --quantize`
+  --prequantized        with --quantize: quantize on the host before the load, as a quantized
+                        checkpoint holds the weights (measures its load against quantizing at load)
+  --magcache LIST       comma-separated MagCache settings, e.g. E012K2R20,E012K2R10,E024K2R10
+                        (E: threshold x 100, K, R: retention x 100): measure a skipped call and
+                        give each setting's per-video DiT time (40 steps, shift 5)
   --peak-tflops X       the hardware peak for "% of peak" (default 989: H100 SXM dense bf16)
   --gemm-ceiling X      a measured GEMM ceiling in TFLOP/s (e.g. cuBLAS at these shapes)
   --attention-ceiling X a measured attention ceiling in TFLOP/s (e.g. cuDNN SDPA, L=75600)
@@ -127,7 +145,7 @@ struct HostWeights {
   double upload_bytes = 0;     // what the model uploads: every tensor of every block
   double seconds = 0;
 };
-HostWeights shared_block_weights(const DitConfig& config, uint64_t seed) {
+HostWeights shared_block_weights(const DitConfig& config, uint64_t seed, Quantization prequantize) {
   const auto start = Clock::now();
   HostWeights weights;
   TensorStore block0;
@@ -138,6 +156,8 @@ HostWeights shared_block_weights(const DitConfig& config, uint64_t seed) {
     if (in_block && !name.starts_with(prefix0)) continue;  // filled below from block 0
     Tensor tensor = random_weight(name, shape, DType::BF16, weight_seed(seed, name));
     weights.generated_bytes += static_cast<double>(tensor.nbytes());
+    if (prequantize != Quantization::None && dit_weight_is_quantized(name))
+      tensor = quantize_rows(tensor, quantization_dtype(prequantize), name);
     if (in_block) block0.add(name.substr(dot + 1), tensor, "random (block 0)");
     else weights.store.add(name, tensor, "random");
   }
@@ -181,6 +201,60 @@ Tensor random_input(Shape shape, uint64_t seed, float scale) {
   return t;
 }
 
+// ---- MagCache ----
+
+struct MagCacheSetting {
+  std::string name;  // "E012K2R20"
+  MagCacheSettings settings;
+};
+
+// "E012K2R20" -> threshold 0.12, K 2, retention 0.20 (the seed's naming).
+MagCacheSetting parse_magcache_setting(const std::string& name) {
+  unsigned threshold = 0, k = 0, retention = 0;
+  char tail = 0;
+  WANRT_CHECK(std::sscanf(name.c_str(), "E%3uK%uR%u%c", &threshold, &k, &retention, &tail) == 3 &&
+                  retention <= 100,
+              "--magcache ", name, ": expected E<threshold x 100>K<K>R<retention x 100>, e.g. E012K2R20");
+  return {name, {.threshold = threshold / 100.0, .max_skipped_calls = static_cast<int>(k),
+                 .retention_ratio = retention / 100.0}};
+}
+
+std::vector<MagCacheSetting> parse_magcache_list(const std::string& list) {
+  std::vector<MagCacheSetting> settings;
+  size_t begin = 0;
+  while (begin <= list.size()) {
+    const size_t comma = std::min(list.find(',', begin), list.size());
+    if (comma > begin) settings.push_back(parse_magcache_setting(list.substr(begin, comma - begin)));
+    begin = comma + 1;
+  }
+  return settings;
+}
+
+// How many of a 40-step, shift-5 I2V video's 80 calls MagCache computes in full, from the
+// policy the pipeline uses (i2v_pipeline.cpp): the I2V-A14B table, the split at the real
+// UniPC timesteps' expert switch (boundary 0.9).
+int full_forwards_per_video(const MagCacheSettings& settings, int steps) {
+  const int split_call = 2 * high_noise_step_count(unipc_schedule(steps, 5.0).timesteps, 0.9);
+  MagCachePolicy policy(load_default_mag_ratios(MagRatioTable::I2V_A14B), steps, split_call,
+                        MagCacheMode::I2V, settings);
+  int full = 0;
+  for (int call = 0; call < 2 * steps; ++call) full += policy.decide() ? 0 : 1;
+  return full;
+}
+
+// One call MagCache skips, as DitRunner::call runs it: prepare_for_head (patch and time
+// embeddings), a copy of the cached residual plus x0, the head (ending in the download).
+double timed_skipped_call(const WanModel& model, Ops& ops, const std::function<void()>& sync,
+                          const DitInputs& inputs, const Tensor& cached_residual) {
+  sync();
+  const auto start = Clock::now();
+  const DitConditioning cond = model.prepare_for_head(ops, inputs);
+  Tensor x = ops.rows(cached_residual, 0, cached_residual.size(0));
+  ops.add_gated_(x, cond.x0, nullptr);
+  const Tensor out = model.head(ops, x, cond);
+  return seconds_since(start);
+}
+
 struct SizeResult {
   std::string name;
   std::string mode;  // "eager" or "graph"
@@ -192,6 +266,8 @@ struct SizeResult {
   double gemm_tflops = 0, attention_tflops = 0;  // from the profiled run; 0 without one
   double peak_bytes = 0;
   bool memory_measured = false;
+  Summary skipped_call;  // --magcache: a call MagCache skips
+  double residual_bytes = 0;  // one cached residual [S, D] float32
 };
 
 int run(int argc, char** argv) {
@@ -209,6 +285,8 @@ int run(int argc, char** argv) {
   const bool profile = !args.flag("--no-profile");
   const bool tf32 = args.flag("--tf32");
   const std::string quantize_flag = args.value("--quantize").value_or("none");
+  const bool prequantized = args.flag("--prequantized");
+  const std::vector<MagCacheSetting> magcache = parse_magcache_list(args.value("--magcache").value_or(""));
   const double peak = args.number("--peak-tflops", kH100DenseBf16Tflops, 0);
   const double gemm_ceiling = args.number("--gemm-ceiling", 0, 0);
   const double attention_ceiling = args.number("--attention-ceiling", 0, 0);
@@ -225,6 +303,8 @@ int run(int argc, char** argv) {
   require_cuda_build(cpu);
   const std::optional<Quantization> quantization = quantization_from_name(quantize_flag);
   WANRT_CHECK(quantization.has_value(), "--quantize ", quantize_flag, ": choose none, int8 or fp8");
+  WANRT_CHECK(!prequantized || *quantization != Quantization::None,
+              "--prequantized needs --quantize int8 or fp8 (the scheme to store the weights in)");
 
   std::vector<BenchSize> sizes;
   if (tiny) {
@@ -273,7 +353,7 @@ int run(int argc, char** argv) {
             << config.num_layers << " blocks (every block has its own device copy)\n"
             << std::flush;
 
-  HostWeights host = shared_block_weights(config, seed);
+  HostWeights host = shared_block_weights(config, seed, prequantized ? *quantization : Quantization::None);
   std::cout << fmt("host weights: generated %.2f GB in %.1f s", host.generated_bytes / kGB, host.seconds)
             << std::endl;
   const double in_use_before_load = meter.in_use();
@@ -281,10 +361,14 @@ int run(int argc, char** argv) {
   const WanModel model = WanModel::load(config, host.store, ops, {.quantize = *quantization});
   backend.sync();
   const double load_seconds = seconds_since(start);
-  std::cout << fmt("weight upload: %.2f GB of bf16 host tensors in %.2f s = %.2f GB/s (pageable "
+  std::cout << fmt("weight upload: %.2f GB of %s host tensors in %.2f s = %.2f GB/s (pageable "
                    "host memory; WanModel::load with its shape checks%s)",
-                   host.upload_bytes / kGB, load_seconds, host.upload_bytes / kGB / load_seconds,
-                   *quantization == Quantization::None ? "" : ", quantized on the device");
+                   host.upload_bytes / kGB, prequantized ? "pre-quantized" : "bf16", load_seconds,
+                   host.upload_bytes / kGB / load_seconds,
+                   *quantization == Quantization::None
+                       ? ""
+                       : (prequantized ? ", codes and scales moved as a quantized checkpoint's"
+                                       : ", quantized on the device"));
   if (backend.cuda)
     std::cout << fmt("; device memory +%.2f GB", (meter.in_use() - in_use_before_load) / kGB);
   std::cout << std::endl;
@@ -397,6 +481,24 @@ int run(int argc, char** argv) {
       std::cout << std::endl;
       graphs.reset();  // frees the graph and its memory before the next mode or size
 
+      if (!magcache.empty() && graphed == graph_modes.front()) {  // once per size
+        // The cached residual: a float32 [S, D] tensor, as DitRunner keeps (run_blocks' float32
+        // stream minus x0); its values do not change the speed.
+        const DitConditioning cond = model.prepare_for_head(ops, inputs);
+        const Tensor residual = ops.zeros({cond.x0.size(0), cond.x0.size(1)});
+        result.residual_bytes = static_cast<double>(residual.nbytes());
+        std::vector<double> skipped;
+        for (int i = 0; i < 6; ++i) {
+          const double t = timed_skipped_call(model, ops, backend.sync, inputs, residual);
+          if (i > 0) skipped.push_back(t);  // the first one warms up
+        }
+        result.skipped_call = summarize(skipped);
+        std::cout << fmt("  MagCache skipped call (prepare_for_head + x0 + residual + head): mean %.4f s, "
+                         "min %.4f s over %zu runs (a full call's prepare alone: see the runs above)",
+                         result.skipped_call.mean, result.skipped_call.min, result.skipped_call.count)
+                  << std::endl;
+      }
+
       if (profile && graphed == graph_modes.front()) {  // eager ops, once per size
         ProfilingOps profiled(ops, backend.sync);
         profiled.set_enabled(true);
@@ -456,6 +558,32 @@ int run(int argc, char** argv) {
                "run; peak memory includes the weights and the CUDA context, not the graph memory pool; "
                "capture s: recording, instantiating and uploading the blocks' graph, once per size)"
             << std::endl;
+  // Per 40-step video: 80 DiT calls (cond + uncond per step), every one a forward of this
+  // expert (both experts cost the same). With MagCache, the skipped calls cost the measured
+  // skipped call, and the two cached residuals (one per CFG branch) add to the peak.
+  constexpr int kSteps = 40;
+  std::cout << "\nPer 40-step video (80 DiT calls; COMPUTED from the measured forward and "
+               "skipped call; MagCache peak = the measured forward peak + 2 cached residuals)\n"
+            << "| size | recipe | full forwards | skipped | forward s | skipped call s | DiT s per video | peak memory GB |\n"
+            << "|---|---|---|---|---|---|---|---|\n";
+  const std::string linears =
+      *quantization == Quantization::None ? std::string("bf16") : std::string(quantization_name(*quantization));
+  for (const SizeResult& r : results) {
+    const std::string peak_text = r.memory_measured ? fmt("%.2f", r.peak_bytes / kGB) : std::string("n/a");
+    if (r.skipped_call.count == 0 && !magcache.empty()) continue;  // the graph rows: see eager
+    const std::string recipe = linears + (r.mode == "graph" ? " (graph)" : "");
+    std::cout << fmt("| %s | %s | %d | 0 | %.3f | - | %.1f | %s |\n", r.name.c_str(), recipe.c_str(),
+                     2 * kSteps, r.forward.mean, 2 * kSteps * r.forward.mean, peak_text.c_str());
+    for (const MagCacheSetting& m : magcache) {
+      const int full = full_forwards_per_video(m.settings, kSteps), skipped = 2 * kSteps - full;
+      const std::string magcache_peak =
+          r.memory_measured ? fmt("%.2f", (r.peak_bytes + 2 * r.residual_bytes) / kGB) : std::string("n/a");
+      std::cout << fmt("| %s | %s + MagCache %s | %d | %d | %.3f | %.4f | %.1f | %s |\n", r.name.c_str(),
+                       recipe.c_str(), m.name.c_str(), full, skipped, r.forward.mean, r.skipped_call.mean,
+                       full * r.forward.mean + skipped * r.skipped_call.mean, magcache_peak.c_str());
+    }
+  }
+  std::cout << std::flush;
   return 0;
 }
 

@@ -118,6 +118,28 @@ Tensor WanModel::forward(Ops& ops, const DitInputs& inputs, const DitTrace* trac
 
 DitConditioning WanModel::prepare(Ops& ops, const DitInputs& in, const DitTrace* trace) const {
   const DitConfig& c = config_;
+  DitConditioning cond = prepare_for_head(ops, in, trace);
+
+  // Step 4 (cont.): the time projection, what the blocks' modulation adds to.
+  cond.e0 = ops.linear(ops.activation(cond.e.reshape({1, c.dim}), Activation::Silu),
+                       time_projection.weight, &time_projection.bias, {.full_precision = true})
+                .reshape({6, c.dim});  // [6, D]
+  if (trace) (*trace)("time_projection_out", ops.download(cond.e0));
+
+  // Step 5: the text embedding over all text_len rows; padding rows are zeros and are NOT
+  // masked later (the reference attends to them).
+  const Tensor padded_text = ops.pad_rows(ops.upload(*in.context), c.text_len);  // [T, text_dim]
+  const LinearOptions gelu{.activation = Activation::GeluTanh};
+  cond.context = ops.linear(ops.linear(padded_text, text_embedding_0.weight, &text_embedding_0.bias, gelu),
+                            text_embedding_2.weight, &text_embedding_2.bias);  // [T, D]
+  if (trace) (*trace)("text_embedding_out", ops.download(cond.context));
+
+  cond.rope = rope_table(ops, cond);
+  return cond;
+}
+
+DitConditioning WanModel::prepare_for_head(Ops& ops, const DitInputs& in, const DitTrace* trace) const {
+  const DitConfig& c = config_;
   WANRT_CHECK(in.x && in.context, "DiT: the latent x and the text context are required");
   const Tensor& x = *in.x;
   WANRT_CHECK(x.dim() == 4 && x.size(0) == c.out_dim, "DiT: latent ", x.describe(),
@@ -169,23 +191,7 @@ DitConditioning WanModel::prepare(Ops& ops, const DitInputs& in, const DitTrace*
   const LinearOptions fp32{.full_precision = true};
   const Tensor hidden = ops.linear(sinusoid, time_embedding_0.weight, &time_embedding_0.bias, fp32_silu);
   cond.e = ops.linear(hidden, time_embedding_2.weight, &time_embedding_2.bias, fp32).reshape({c.dim});
-  cond.e0 = ops.linear(ops.activation(cond.e.reshape({1, c.dim}), Activation::Silu),
-                       time_projection.weight, &time_projection.bias, fp32)
-                .reshape({6, c.dim});  // [6, D]
-  if (trace) {
-    (*trace)("time_embedding_out", ops.download(cond.e));
-    (*trace)("time_projection_out", ops.download(cond.e0));
-  }
-
-  // Step 5: the text embedding over all text_len rows; padding rows are zeros and are NOT
-  // masked later (the reference attends to them).
-  const Tensor padded_text = ops.pad_rows(ops.upload(context), c.text_len);  // [T, text_dim]
-  const LinearOptions gelu{.activation = Activation::GeluTanh};
-  cond.context = ops.linear(ops.linear(padded_text, text_embedding_0.weight, &text_embedding_0.bias, gelu),
-                            text_embedding_2.weight, &text_embedding_2.bias);  // [T, D]
-  if (trace) (*trace)("text_embedding_out", ops.download(cond.context));
-
-  cond.rope = rope_table(ops, cond);
+  if (trace) (*trace)("time_embedding_out", ops.download(cond.e));
   return cond;
 }
 

@@ -6,7 +6,8 @@
 // up for sequence parallelism), S = L_pad / ranks (this rank's tokens), T = text_len (512).
 //
 // The forward is split into its three phases so MagCache can skip the middle one:
-//   prepare (patch, time and text embeddings, RoPE table; replicated on every rank)
+//   prepare (patch, time and text embeddings, RoPE table; replicated on every rank; a call
+//            MagCache skips runs only prepare_for_head: patch and time embeddings)
 //   run_blocks (the 40 transformer blocks on this rank's S tokens)
 //   head (final modulation + projection, gathered across ranks, unpatchified).
 #pragma once
@@ -71,6 +72,12 @@ class WanModel {
   Tensor forward(Ops& ops, const DitInputs& inputs, const DitTrace* trace = nullptr) const;
 
   DitConditioning prepare(Ops& ops, const DitInputs& inputs, const DitTrace* trace = nullptr) const;
+  // The part of prepare() that head(x0 + cached residual) needs, all a call MagCache skips
+  // computes before its head (spec §5.3): the input checks, the token grid, the patch
+  // embedding x0 and the time embedding e. The time projection e0, the text embedding and the
+  // RoPE table, which only run_blocks reads, stay empty.
+  DitConditioning prepare_for_head(Ops& ops, const DitInputs& inputs,
+                                   const DitTrace* trace = nullptr) const;
   // The residual stream after every block, [S, D] float32, starting from cond.x0.
   Tensor run_blocks(Ops& ops, const DitConditioning& cond, const DitTrace* trace = nullptr) const;
   Tensor head(Ops& ops, const Tensor& x, const DitConditioning& cond,

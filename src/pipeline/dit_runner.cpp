@@ -40,7 +40,10 @@ Tensor DitRunner::call(const WanModel& expert, const DitInputs& inputs) {
                 policy_->num_calls(),
                 " calls (2 x steps) of the MagCache policy; begin_video() starts the next video");
   const bool skip = policy_ && policy_->decide();
-  const DitConditioning cond = expert.prepare(ops, inputs);
+  // A skipped call needs only x0 and the time embedding: no text embedding, time projection or
+  // RoPE table (the last is built on the host, 5 M sines and cosines at 720p).
+  const DitConditioning cond =
+      skip ? expert.prepare_for_head(ops, inputs) : expert.prepare(ops, inputs);
 
   Tensor x;
   if (skip) {

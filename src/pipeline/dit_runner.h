@@ -5,7 +5,8 @@
 // cond (even) and uncond (odd) calls of every step, as the reference shares its state across
 // the two experts. Per parity (cond / uncond) it keeps the residual of the last full call,
 //   residual[p] = run_blocks(x0) − x0           (float32, this rank's S rows, padding included)
-// and a call MagCache skips costs prepare() and the head only:
+// and a call MagCache skips costs the head and what it reads only (prepare_for_head: the
+// patch embedding x0 and the time embedding; no text embedding, time projection or RoPE):
 //   out = head(x0 + residual[p])
 // Under sequence parallelism each rank keeps the residual of its own tokens; the decision
 // comes from the ratio table and the counters alone, so the ranks agree without talking.

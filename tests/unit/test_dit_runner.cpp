@@ -7,6 +7,7 @@
 #include <thread>
 #include <vector>
 
+#include "backends/profiling_ops.h"
 #include "io/tensor_store.h"
 #include "model/dit.h"
 #include "parallel/communicator.h"
@@ -147,6 +148,51 @@ TEST_F(DitRunnerTest, SkippedCallIsTheHeadOfX0PlusTheCachedResidualOfItsParity) 
   EXPECT_EQ(runner.calls(), 4);
   // Past the policy's calls without begin_video(): an error, not a silent new video.
   EXPECT_THROW(runner.call(*model_, cond0.get()), Error);
+}
+
+// What a skipped call runs, counted by a ProfilingOps decorator: the patch embedding (x0 is
+// needed), the two time-embedding linears and the head; not the text embedding, the time
+// projection, the RoPE table or any block. A computed call runs all of them.
+TEST_F(DitRunnerTest, SkippedCallRunsOnlyThePatchAndTimeEmbeddingsAndTheHead) {
+  SCOPED_TRACE("WANRT_TEST_SEED=" + std::to_string(seed_));
+  ProfilingOps counted(*ops_, [] {});
+  counted.set_enabled(true);
+  DitRunner runner(counted, always_skip_policy(2));
+  runner.begin_video();
+  const CallInputs inputs = random_inputs(config_, rng_, 999);
+  const DitConfig& c = config_;
+  const int64_t tokens = 3 * (6 / 2) * (8 / 2);
+  const std::string text_embedding = str_cat("linear N=", c.text_len, " K=", c.text_dim, " M=", c.dim);
+  const std::string time_projection = str_cat("linear N=1 K=", c.dim, " M=", 6 * c.dim, " (fp32)");
+  auto linear_calls = [&] { return counted.by_op().count("linear") ? counted.by_op().at("linear").calls : 0; };
+  auto shape_calls = [&](const std::string& key) {
+    return counted.by_shape().count(key) ? counted.by_shape().at(key).calls : int64_t{0};
+  };
+
+  runner.call(*model_, inputs.get());  // call 0, cond: computed
+  EXPECT_FALSE(runner.last_call_skipped());
+  EXPECT_EQ(shape_calls(text_embedding), 1);
+  EXPECT_EQ(shape_calls(time_projection), 1);
+  // Per block 4 + 4 attention projections and 2 FFN linears; patch, 2 time, time projection,
+  // 2 text, head.
+  EXPECT_EQ(linear_calls(), c.num_layers * 10 + 7);
+  runner.call(*model_, inputs.get());  // call 1, uncond: computed
+
+  counted.reset();
+  const Tensor skipped = runner.call(*model_, inputs.get());  // call 2: skipped
+  ASSERT_TRUE(runner.last_call_skipped());
+  EXPECT_EQ(shape_calls(text_embedding), 0);
+  EXPECT_EQ(shape_calls(time_projection), 0);
+  EXPECT_EQ(shape_calls(str_cat("linear N=", tokens, " K=", c.in_dim * 4, " M=", c.dim)), 1)
+      << "the patch embedding (x0) is part of a skipped call";
+  EXPECT_EQ(linear_calls(), 4);  // patch embedding, 2 time-embedding linears, head
+  EXPECT_EQ(counted.by_op().count("attention"), 0u);
+  EXPECT_EQ(counted.by_op().count("rms_norm_rope"), 0u);
+  // Uploads: x, y and the sinusoid; not the text context or the RoPE table.
+  EXPECT_EQ(counted.by_op().at("upload").calls, 3);
+  // Still the head of x0 + the cached residual.
+  const Tensor residual = host_residual(*ops_, *model_, inputs.get());
+  EXPECT_LE(relative_error(skipped, head_of_cached(*ops_, *model_, inputs.get(), residual)), 1e-6);
 }
 
 TEST_F(DitRunnerTest, ComputedCallsEqualTheForwardWithOrWithoutMagCache) {
