@@ -104,11 +104,17 @@ struct Sm90Variant {
   void (*launch)(const Sm90Params&, int, cudaStream_t);
 };
 
-template <int kConsumers, int kBlockN, bool kOverlap, bool kPingPong>
+template <int kConsumers, int kBlockN, bool kOverlap, bool kPingPong, int kFeatures = 0>
 Sm90Variant make_variant() {
-  using C = Sm90Config<kConsumers, kBlockN, kOverlap, kPingPong>;
-  return {{kConsumers, kBlockN, kOverlap, kPingPong}, C::kBlockM, &launch<C>};
+  using C = Sm90Config<kConsumers, kBlockN, kOverlap, kPingPong, kFeatures>;
+  return {{kConsumers, kBlockN, kOverlap, kPingPong, kFeatures}, C::kBlockM, &launch<C>};
 }
+
+using sm90::kFastReduce;
+using sm90::kLazyRescale;
+using sm90::kPolyShift;
+using sm90::kStoreTma;
+constexpr int kIlpLazy = kFastReduce | kLazyRescale;
 
 // The first is the one Ops::attention uses.
 const std::vector<Sm90Variant>& variants() {
@@ -118,6 +124,14 @@ const std::vector<Sm90Variant>& variants() {
       make_variant<2, 128, true, false>(),
       make_variant<2, 128, false, false>(),
       make_variant<1, 128, false, false>(),
+      make_variant<2, 128, true, true, kFastReduce>(),
+      make_variant<2, 128, true, true, kIlpLazy>(),
+      make_variant<2, 128, true, true, kIlpLazy | kStoreTma>(),
+      make_variant<2, 128, true, true, kIlpLazy | (8 << kPolyShift)>(),
+      make_variant<2, 128, true, true, kIlpLazy | (4 << kPolyShift)>(),
+      make_variant<2, 128, true, true, kIlpLazy | kStoreTma | (4 << kPolyShift)>(),
+      make_variant<2, 128, true, false, kIlpLazy | kStoreTma>(),
+      make_variant<2, 176, true, true, kIlpLazy>(),
   };
   return all;
 }
@@ -127,7 +141,10 @@ bool aligned_16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0
 }  // namespace
 
 std::string Sm90Tiling::name() const {
-  return str_cat("sm90 c", consumers, " n", block_n, overlap ? " ov" : "", ping_pong ? " pp" : "");
+  const int poly = (features >> sm90::kPolyShift) & 15;
+  return str_cat("sm90 c", consumers, " n", block_n, overlap ? " ov" : "", ping_pong ? " pp" : "",
+                 features & sm90::kFastReduce ? " ilp" : "", features & sm90::kLazyRescale ? " lazy" : "",
+                 features & sm90::kStoreTma ? " tmastore" : "", poly > 0 ? str_cat(" poly", poly) : "");
 }
 
 std::vector<Sm90Tiling> sm90_attention_tilings() {
@@ -194,6 +211,7 @@ Tensor sm90_attention(CudaOps& ops, const Tensor& q_in, const Tensor& k_in, cons
   p.q_map = make_tensor_map(q.raw(), q_len, heads, 64, "q");
   p.k_map = make_tensor_map(k.raw(), kv_len, heads, tiling.block_n, "k");
   p.v_map = make_tensor_map(v.raw(), kv_len, heads, tiling.block_n, "v");
+  p.o_map = make_tensor_map(out.raw(), q_len, heads, 64, "out");
   p.out = static_cast<__nv_bfloat16*>(out.raw_mut());
   p.out_token_stride = heads * sm90::kHeadDim;
   p.q_len = static_cast<int>(q_len);

@@ -49,6 +49,7 @@ struct Sm90Params {
   CUtensorMap q_map;  // (128, heads, q_len), box (64, 1, 64)
   CUtensorMap k_map;  // (128, heads, kv_len), box (64, 1, block_n)
   CUtensorMap v_map;  // same as k_map
+  CUtensorMap o_map;  // the output, as q_map (used by the kStoreTma epilogue)
   __nv_bfloat16* out;  // [q_len, heads, 128]
   int64_t out_token_stride;  // heads·128
   int q_len, kv_len, heads;
@@ -57,10 +58,33 @@ struct Sm90Params {
   float scale_log2;  // scale·log2(e), scale >= 0
 };
 
+// Optional parts of the consumer's work (Sm90Config's kFeatures, Sm90Tiling::features):
+// - kFastReduce: the softmax's row max and row sum as 4 independent chains per row instead
+//   of one 32-deep chain of dependent FMNMX/FADD (a warp's softmax is latency-bound on them).
+// - kLazyRescale: the running max moves only when a tile's max exceeds it by more than
+//   2^kLazyThreshold in exp2 terms; until then P may reach 2^8 (bf16 and the F32 O hold it)
+//   and O needs no rescale. Exact: O and the row sum share the stale max, and the final
+//   O / row sum cancels it.
+// - kStoreTma: the epilogue writes O through shared memory and a TMA store (full 128-byte
+//   lines) instead of 4-byte stores from the accumulators.
+// - bits 8–11, poly period k > 0: in every k-th 8-key chunk exp2 runs as a polynomial on the
+//   FMA pipe (ptx::exp2_poly) instead of the MUFU unit, which does 16 exp2 per clock per SM:
+//   1/k of the exponentials move off it.
+inline constexpr int kFastReduce = 1;
+inline constexpr int kLazyRescale = 2;
+inline constexpr int kStoreTma = 4;
+inline constexpr int kPolyShift = 8;
+inline constexpr float kLazyThreshold = 8.0f;
+
 // One compiled configuration. Shared memory: Q 64·256 B per consumer, kStages × (K + V) of
-// block_n·256 B each.
-template <int kConsumers_, int kBlockN_, bool kOverlap_, bool kPingPong_>
+// block_n·256 B each (and with kStoreTma an O tile of 64·256 B per consumer).
+template <int kConsumers_, int kBlockN_, bool kOverlap_, bool kPingPong_, int kFeatures_ = 0>
 struct Sm90Config {
+  static constexpr int kFeatures = kFeatures_;
+  static constexpr bool kFastReduce = (kFeatures & sm90::kFastReduce) != 0;
+  static constexpr bool kLazyRescale = (kFeatures & sm90::kLazyRescale) != 0;
+  static constexpr bool kStoreTma = (kFeatures & sm90::kStoreTma) != 0;
+  static constexpr int kPolyPeriod = (kFeatures >> kPolyShift) & 15;
   static constexpr int kConsumers = kConsumers_;
   static constexpr int kBlockM = 64 * kConsumers;
   static constexpr int kBlockN = kBlockN_;
@@ -79,7 +103,8 @@ struct Sm90Config {
   static constexpr uint32_t kKvTileBytes = 2 * kKvHalfBytes;
   static constexpr uint32_t kStageBytes = 2 * kKvTileBytes;  // K then V
   // + 1 KB: the dynamic shared memory base is rounded up to the 1024-byte swizzle period.
-  static constexpr uint32_t kSmemBytes = kQBytes + kStages * kStageBytes + 1024;
+  static constexpr uint32_t kOBytes = kStoreTma ? kQBytes : 0;
+  static constexpr uint32_t kSmemBytes = kQBytes + kStages * kStageBytes + kOBytes + 1024;
   static_assert(kBlockN == 128 || kBlockN == 176, "wgmma wrappers exist for N = 128 and 176");
   static_assert(kConsumers == 1 || kConsumers == 2, "one or two consumer warpgroups");
   static_assert(!kPingPong || (kConsumers == 2 && kOverlap), "ping-pong needs two overlapped consumers");
@@ -144,6 +169,27 @@ __device__ __forceinline__ void tma_load(uint32_t dst, const CUtensorMap* map, i
       : "memory");
 }
 
+// The box at (column, head, row) of `map` from shared memory at `src` (rows past the map's
+// end are not written); completes in the thread's current bulk group.
+__device__ __forceinline__ void tma_store(const CUtensorMap* map, uint32_t src, int column, int head, int row) {
+  asm volatile("cp.async.bulk.tensor.3d.global.shared::cta.bulk_group [%0, {%1, %2, %3}], [%4];\n" ::"l"(
+                   reinterpret_cast<uint64_t>(map)),
+               "r"(column), "r"(head), "r"(row), "r"(src)
+               : "memory");
+}
+__device__ __forceinline__ void bulk_commit() { asm volatile("cp.async.bulk.commit_group;\n" ::: "memory"); }
+// Waits until every bulk store this thread committed has finished reading shared memory.
+__device__ __forceinline__ void bulk_wait_read() {
+  asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
+}
+// Makes this thread's generic-proxy shared-memory writes visible to the TMA unit.
+__device__ __forceinline__ void fence_proxy_async() {
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+__device__ __forceinline__ void st_shared(uint32_t address, uint32_t value) {
+  asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(address), "r"(value) : "memory");
+}
+
 // ---- register reallocation and named barriers ----
 template <int kRegisters>
 __device__ __forceinline__ void release_registers() {
@@ -204,6 +250,21 @@ __device__ __forceinline__ float exp2_approx(float x) {  // ex2.approx(−inf) =
   float y;
   asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
   return y;
+}
+// 2^x on the FMA pipe, for x <= kLazyThreshold (x = −inf gives 2^−127 ≈ 0): x = j + f with
+// j = floor(x) (an add rounding down against 1.5·2^23 leaves j in the low mantissa bits), 2^f
+// on [0, 1) by a degree-3 polynomial fitted for least maximum relative error (7.5e-5, against
+// bf16's 2^−9 = 2.0e-3 rounding of P), and j added to the exponent field as an integer.
+__device__ __forceinline__ float exp2_poly(float x) {
+  constexpr float kMagic = 12582912.0f;  // 1.5·2^23
+  x = fmaxf(x, -127.0f);
+  const float shifted = __fadd_rd(x, kMagic);
+  const float f = x - (shifted - kMagic);
+  float p = fmaf(0.078024447f, f, 0.22606799f);
+  p = fmaf(p, f, 0.695832849f);
+  p = fmaf(p, f, 0.999925315f);
+  // shifted's mantissa holds j + 2^22; shifted left by 23 that is j·2^23 modulo 2^32.
+  return __uint_as_float(__float_as_uint(p) + (__float_as_uint(shifted) << 23));
 }
 __device__ __forceinline__ uint32_t pack_bf16x2(float low, float high) {
   uint32_t packed;  // cvt packs its first source into the upper half
@@ -395,10 +456,89 @@ __device__ __forceinline__ void online_softmax(float (&s)[kBlockN / 2], float (&
   }
 }
 
+// The same with the consumer's optional features (kFastReduce, kLazyRescale, the polynomial
+// exp2 period); online_softmax above is the features-off version the other tilings run.
+template <class C, bool kMask>
+__device__ __forceinline__ void online_softmax_tuned(float (&s)[C::kBlockN / 2], float (&row_max)[2],
+                                                     float (&row_sum)[2], float (&alpha)[2],
+                                                     float scale_log2, int valid_keys, int lane) {
+  constexpr int kChunks = C::kBlockN / 8;
+  constexpr int kChains = C::kFastReduce ? 4 : 1;
+  static_assert(kChunks >= kChains, "a chunk per chain at least");
+  const int column0 = 2 * (lane & 3);
+  if constexpr (kMask) {
+#pragma unroll
+    for (int j = 0; j < kChunks; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e)
+        if (8 * j + column0 + (e & 1) >= valid_keys) s[4 * j + e] = -INFINITY;
+  }
+  // Both rows' maxima first (independent chains, then the two rows' shuffles interleaved).
+  float tile_max[2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    float chain[kChains];
+#pragma unroll
+    for (int c = 0; c < kChains; ++c) chain[c] = fmaxf(s[4 * c + 2 * h], s[4 * c + 2 * h + 1]);
+#pragma unroll
+    for (int j = kChains; j < kChunks; ++j)
+      chain[j % kChains] = fmaxf(chain[j % kChains], fmaxf(s[4 * j + 2 * h], s[4 * j + 2 * h + 1]));
+#pragma unroll
+    for (int width = kChains / 2; width > 0; width /= 2)
+#pragma unroll
+      for (int c = 0; c < width; ++c) chain[c] = fmaxf(chain[c], chain[c + width]);
+    tile_max[h] = chain[0];
+  }
+#pragma unroll
+  for (int h = 0; h < 2; ++h) tile_max[h] = fmaxf(tile_max[h], __shfl_xor_sync(0xffffffffu, tile_max[h], 1));
+#pragma unroll
+  for (int h = 0; h < 2; ++h) tile_max[h] = fmaxf(tile_max[h], __shfl_xor_sync(0xffffffffu, tile_max[h], 2));
+  float offset[2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    // Every tile holds at least one unmasked key, so tile_max is finite.
+    bool move = tile_max[h] > row_max[h];
+    // Lazy: the first tile always sets the max (row_max = −inf); later ones only when
+    // exp2 of the growth would pass 2^kLazyThreshold. The factor is then exactly 1.
+    if constexpr (C::kLazyRescale)
+      move = row_max[h] == -INFINITY || (tile_max[h] - row_max[h]) * scale_log2 > kLazyThreshold;
+    const float new_max = move ? tile_max[h] : row_max[h];
+    alpha[h] = row_max[h] == -INFINITY ? 0.0f : move ? ptx::exp2_approx((row_max[h] - new_max) * scale_log2) : 1.0f;
+    row_max[h] = new_max;
+    offset[h] = new_max * scale_log2;
+  }
+  float sum[2][kChains];
+#pragma unroll
+  for (int h = 0; h < 2; ++h)
+#pragma unroll
+    for (int c = 0; c < kChains; ++c) sum[h][c] = 0.0f;
+#pragma unroll
+  for (int j = 0; j < kChunks; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int h = e >> 1;
+      const float x_log2 = fmaf(s[4 * j + e], scale_log2, -offset[h]);
+      const bool poly = C::kPolyPeriod > 0 && j % (C::kPolyPeriod > 0 ? C::kPolyPeriod : 1) == 0;
+      float x = poly ? ptx::exp2_poly(x_log2) : ptx::exp2_approx(x_log2);
+      // Explicit zero: with scale 0, −inf·0 would be NaN.
+      if constexpr (kMask) x = 8 * j + column0 + (e & 1) < valid_keys ? x : 0.0f;
+      s[4 * j + e] = x;
+      sum[h][j % kChains] += x;
+    }
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+#pragma unroll
+    for (int width = kChains / 2; width > 0; width /= 2)
+#pragma unroll
+      for (int c = 0; c < width; ++c) sum[h][c] += sum[h][c + width];
+    row_sum[h] = row_sum[h] * alpha[h] + sum[h][0];  // this thread's columns; quad-summed at the end
+  }
+}
+
 // One consumer warpgroup: 64 query rows of every query tile of this CTA.
 template <class C>
 __device__ __forceinline__ void run_consumer(const Sm90Params& p, int consumer, uint32_t q_smem,
-                                             uint32_t kv_smem, uint32_t bars) {
+                                             uint32_t kv_smem, uint32_t o_smem, uint32_t bars) {
   using B = BarrierSlots<C>;
   constexpr int kS = C::kBlockN / 2;        // S accumulators per thread
   constexpr int kPvSteps = C::kBlockN / 16;  // k16 steps of P·V
@@ -445,10 +585,16 @@ __device__ __forceinline__ void run_consumer(const Sm90Params& p, int consumer, 
     ptx::fence_registers(pf);
   };
   auto softmax = [&](float (&s)[kS], float (&row_max)[2], float (&row_sum)[2], float (&alpha)[2], bool last) {
-    if (last && last_valid < C::kBlockN)
+    if constexpr (C::kFeatures != 0) {
+      if (last && last_valid < C::kBlockN)
+        online_softmax_tuned<C, true>(s, row_max, row_sum, alpha, p.scale_log2, last_valid, lane);
+      else
+        online_softmax_tuned<C, false>(s, row_max, row_sum, alpha, p.scale_log2, C::kBlockN, lane);
+    } else if (last && last_valid < C::kBlockN) {
       online_softmax<C::kBlockN, true>(s, row_max, row_sum, alpha, p.scale_log2, last_valid, lane);
-    else
+    } else {
       online_softmax<C::kBlockN, false>(s, row_max, row_sum, alpha, p.scale_log2, C::kBlockN, lane);
+    }
   };
   // O·alpha: skipped by a warp whose rows' maxima all stayed put (then alpha is exactly 1),
   // which after the first few tiles is nearly every tile.
@@ -566,26 +712,64 @@ __device__ __forceinline__ void run_consumer(const Sm90Params& p, int consumer, 
       release(B::kVEmpty + static_cast<int>(v_stage));
     }
 
-    // Epilogue: O / rowsum -> bf16, straight from the accumulators (a quad writes 16
-    // contiguous bytes of a row per 8-column chunk; O is 1/(2·kv_len/64) of the traffic).
-    const int row0 = m0 + consumer * 64 + warp * 16 + (lane >> 2);
-    __nv_bfloat16* out = p.out + int64_t{head} * kHeadDim + 2 * (lane & 3);
+    if constexpr (C::kStoreTma) {
+      // Epilogue through shared memory: this consumer's 64 rows as two [64][128 B] blocks
+      // in the 128-byte swizzle (16-byte chunk index XOR row % 8: a warp's 4-byte stores
+      // hit 32 distinct banks), then one thread stores both with TMA (rows past q_len are
+      // clipped by the tensor map). The buffer is reused on the next tile once the TMA unit
+      // has read it (bulk_wait_read before the first write).
+      const uint32_t o_tile = o_smem + static_cast<uint32_t>(consumer) * 2 * C::kQHalfBytes;
+      if (tid == 0) ptx::bulk_wait_read();
+      ptx::named_sync(3 + consumer, 128);
 #pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      float sum = row_sum[h];
-      sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-      sum += __shfl_xor_sync(0xffffffffu, sum, 2);
-      const float inverse = 1.0f / sum;
-      const int row = row0 + 8 * h;
-      if (row < p.q_len) {
-        __nv_bfloat16* dst = out + int64_t{row} * p.out_token_stride;
+      for (int h = 0; h < 2; ++h) {
+        float sum = row_sum[h];
+        sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+        sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+        const float inverse = 1.0f / sum;
+        const uint32_t row = static_cast<uint32_t>(warp * 16 + (lane >> 2) + 8 * h);
 #pragma unroll
-        for (int j = 0; j < kHeadDim / 8; ++j)
-          *reinterpret_cast<uint32_t*>(dst + 8 * j) =
-              ptx::pack_bf16x2(o[4 * j + 2 * h] * inverse, o[4 * j + 2 * h + 1] * inverse);
+        for (int j = 0; j < kHeadDim / 8; ++j) {
+          const uint32_t chunk = static_cast<uint32_t>(j % 8), half = static_cast<uint32_t>(j / 8);
+          const uint32_t address = o_tile + half * C::kQHalfBytes + row * 128 + ((chunk ^ (row & 7u)) << 4) +
+                                   static_cast<uint32_t>(lane & 3) * 4;
+          ptx::st_shared(address, ptx::pack_bf16x2(o[4 * j + 2 * h] * inverse, o[4 * j + 2 * h + 1] * inverse));
+        }
+      }
+      ptx::fence_proxy_async();
+      ptx::named_sync(3 + consumer, 128);
+      if (tid == 0) {
+#pragma unroll
+        for (int half = 0; half < 2; ++half)
+          ptx::tma_store(&p.o_map, o_tile + static_cast<uint32_t>(half) * C::kQHalfBytes, 64 * half, head,
+                         m0 + consumer * 64);
+        ptx::bulk_commit();
+      }
+    } else {
+      // Epilogue: O / rowsum -> bf16, straight from the accumulators (a quad writes 16
+      // contiguous bytes of a row per 8-column chunk; O is 1/(2·kv_len/64) of the traffic).
+      const int row0 = m0 + consumer * 64 + warp * 16 + (lane >> 2);
+      __nv_bfloat16* out = p.out + int64_t{head} * kHeadDim + 2 * (lane & 3);
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        float sum = row_sum[h];
+        sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+        sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+        const float inverse = 1.0f / sum;
+        const int row = row0 + 8 * h;
+        if (row < p.q_len) {
+          __nv_bfloat16* dst = out + int64_t{row} * p.out_token_stride;
+#pragma unroll
+          for (int j = 0; j < kHeadDim / 8; ++j)
+            *reinterpret_cast<uint32_t*>(dst + 8 * j) =
+                ptx::pack_bf16x2(o[4 * j + 2 * h] * inverse, o[4 * j + 2 * h + 1] * inverse);
+        }
       }
     }
   }
+  // The last TMA store must have read shared memory before the CTA exits.
+  if constexpr (C::kStoreTma)
+    if (tid == 0) ptx::bulk_wait_read();
 }
 #endif  // WANRT_SM90_KERNEL
 
@@ -622,7 +806,7 @@ __global__ void __launch_bounds__(C::kThreads, 1) sm90_attention_kernel(const __
     return;
   }
   if constexpr (C::kRegisterSplit) ptx::claim_registers<C::kConsumerRegisters>();
-  run_consumer<C>(p, warpgroup - 1, q_smem, kv_smem, bars);
+  run_consumer<C>(p, warpgroup - 1, q_smem, kv_smem, kv_smem + C::kStages * C::kStageBytes, bars);
 #else
   __trap();  // never launched: the host takes this kernel only on an sm_90 GPU
 #endif
