@@ -113,6 +113,7 @@ Sm90Variant make_variant() {
 using sm90::kFastReduce;
 using sm90::kLazyRescale;
 using sm90::kPolyShift;
+using sm90::kQInRegisters;
 using sm90::kStoreTma;
 constexpr int kIlpLazy = kFastReduce | kLazyRescale;
 
@@ -132,6 +133,9 @@ const std::vector<Sm90Variant>& variants() {
       make_variant<2, 128, true, true, kIlpLazy | kStoreTma | (4 << kPolyShift)>(),
       make_variant<2, 128, true, false, kIlpLazy | kStoreTma>(),
       make_variant<2, 176, true, true, kIlpLazy>(),
+      make_variant<2, 128, true, true, kIlpLazy | kQInRegisters>(),
+      make_variant<2, 128, true, true, kIlpLazy | kQInRegisters | kStoreTma>(),
+      make_variant<2, 128, true, true, kIlpLazy | kQInRegisters | kStoreTma | (4 << kPolyShift)>(),
   };
   return all;
 }
@@ -144,7 +148,7 @@ std::string Sm90Tiling::name() const {
   const int poly = (features >> sm90::kPolyShift) & 15;
   return str_cat("sm90 c", consumers, " n", block_n, overlap ? " ov" : "", ping_pong ? " pp" : "",
                  features & sm90::kFastReduce ? " ilp" : "", features & sm90::kLazyRescale ? " lazy" : "",
-                 features & sm90::kStoreTma ? " tmastore" : "", poly > 0 ? str_cat(" poly", poly) : "");
+                 features & sm90::kStoreTma ? " tmastore" : "", features & sm90::kQInRegisters ? " qreg" : "", poly > 0 ? str_cat(" poly", poly) : "");
 }
 
 std::vector<Sm90Tiling> sm90_attention_tilings() {

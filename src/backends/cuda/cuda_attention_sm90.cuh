@@ -67,12 +67,19 @@ struct Sm90Params {
 //   O / row sum cancels it.
 // - kStoreTma: the epilogue writes O through shared memory and a TMA store (full 128-byte
 //   lines) instead of 4-byte stores from the accumulators.
+// - kQInRegisters: each consumer loads its 64×128 Q slice into registers once per query tile
+//   (ldmatrix, 32 registers) and runs S = Q·Kᵀ with A from registers: the SS form reads Q's
+//   2 KB from shared memory again for every k16 step of every key tile (96 of the ~110
+//   bytes per clock that the tiles' wgmma operands and TMA writes ask of shared memory at
+//   full tensor rate, against its 128). The Q buffer is also handed back at once, so the
+//   next tile's Q loads during this one.
 // - bits 8–11, poly period k > 0: in every k-th 8-key chunk exp2 runs as a polynomial on the
 //   FMA pipe (ptx::exp2_poly) instead of the MUFU unit, which does 16 exp2 per clock per SM:
 //   1/k of the exponentials move off it.
 inline constexpr int kFastReduce = 1;
 inline constexpr int kLazyRescale = 2;
 inline constexpr int kStoreTma = 4;
+inline constexpr int kQInRegisters = 8;
 inline constexpr int kPolyShift = 8;
 inline constexpr float kLazyThreshold = 8.0f;
 
@@ -85,6 +92,7 @@ struct Sm90Config {
   static constexpr bool kLazyRescale = (kFeatures & sm90::kLazyRescale) != 0;
   static constexpr bool kStoreTma = (kFeatures & sm90::kStoreTma) != 0;
   static constexpr int kPolyPeriod = (kFeatures >> kPolyShift) & 15;
+  static constexpr bool kQInRegisters = (kFeatures & sm90::kQInRegisters) != 0;
   static constexpr int kConsumers = kConsumers_;
   static constexpr int kBlockM = 64 * kConsumers;
   static constexpr int kBlockN = kBlockN_;
@@ -106,6 +114,7 @@ struct Sm90Config {
   static constexpr uint32_t kOBytes = kStoreTma ? kQBytes : 0;
   static constexpr uint32_t kSmemBytes = kQBytes + kStages * kStageBytes + kOBytes + 1024;
   static_assert(kBlockN == 128 || kBlockN == 176, "wgmma wrappers exist for N = 128 and 176");
+  static_assert(!kQInRegisters || (kBlockN == 128 && kOverlap), "Q in registers: N = 128, overlapped");
   static_assert(kConsumers == 1 || kConsumers == 2, "one or two consumer warpgroups");
   static_assert(!kPingPong || (kConsumers == 2 && kOverlap), "ping-pong needs two overlapped consumers");
   static_assert(kKvHalfBytes % 1024 == 0, "every block starts on a swizzle period");
@@ -347,6 +356,39 @@ __device__ __forceinline__ void wgmma_m64n128k16_rs(float (&d)[64], const uint32
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b_desc), "r"(1u));
 }
 
+// D[64×128] (+)= A·B, A (bf16 pairs) from registers, B from shared memory K-major (Q·Kᵀ with
+// Q in registers).
+__device__ __forceinline__ void wgmma_m64n128k16_rs_k_major(float (&d)[64], const uint32_t (&a)[4],
+                                                           uint64_t b_desc, uint32_t accumulate) {
+  asm volatile(
+      "{\n.reg .pred p;\n"
+      "setp.ne.b32 p, %69, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {"
+      "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+      "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
+      "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
+      "}, {%64, %65, %66, %67}, %68, p, 1, 1, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+        "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+        "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+        "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b_desc), "r"(accumulate));
+}
+
+// Four 8×8 bf16 matrices from shared memory, one row address per lane (lanes 8·i.. give
+// matrix i), in the mma fragment layout: thread t holds row t/4, columns 2·(t%4) + {0, 1}.
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], uint32_t address) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(address)
+               : "memory");
+}
+
 template <int N>
 __device__ __forceinline__ void wgmma_qk(float (&d)[N / 2], uint64_t a_desc, uint64_t b_desc,
                                          uint32_t accumulate) {
@@ -557,15 +599,32 @@ __device__ __forceinline__ void run_consumer(const Sm90Params& p, int consumer, 
   const int last_valid = p.kv_len - (kv_tiles - 1) * C::kBlockN;  // 1 .. kBlockN
 
   // S = Q·Kᵀ for the K tile in `stage`: 8 k16 steps over the two 64-column halves.
+  // Q in registers (kQInRegisters): k16 step ks's A fragment, loaded once per query tile.
+  uint32_t q_frag[C::kQInRegisters ? kHeadDim / 16 : 1][4];
+  auto load_q = [&] {
+    // Lane l addresses row (l/8 % 2)·8 + l%8 of the warp's 16, 16-byte chunk l/16 of the
+    // step's 32 bytes; the chunk index is XOR-swizzled with the row as TMA wrote it.
+    const uint32_t row = static_cast<uint32_t>(warp * 16 + ((lane >> 3) & 1) * 8 + (lane & 7));
+#pragma unroll
+    for (int ks = 0; ks < (C::kQInRegisters ? kHeadDim / 16 : 0); ++ks) {
+      const uint32_t chunk = static_cast<uint32_t>((ks % 4) * 2 + (lane >> 4));
+      ptx::ldmatrix_x4(q_frag[ks], q_tile + static_cast<uint32_t>(ks / 4) * C::kQHalfBytes + row * 128 +
+                                       ((chunk ^ (row & 7u)) << 4));
+    }
+  };
   auto issue_qk = [&](float (&s)[kS], uint32_t stage) {
     ptx::fence_registers(s);
     ptx::wgmma_fence();
 #pragma unroll
     for (int ks = 0; ks < kHeadDim / 16; ++ks) {
       const uint32_t in_row = static_cast<uint32_t>(ks % 4) * 32;
-      const uint64_t a = ptx::k_major_desc(q_tile + static_cast<uint32_t>(ks / 4) * C::kQHalfBytes + in_row);
       const uint64_t b = ptx::k_major_desc(k_tile(stage) + static_cast<uint32_t>(ks / 4) * C::kKvHalfBytes + in_row);
-      ptx::wgmma_qk<C::kBlockN>(s, a, b, ks > 0 ? 1u : 0u);
+      if constexpr (C::kQInRegisters) {
+        ptx::wgmma_m64n128k16_rs_k_major(s, q_frag[ks], b, ks > 0 ? 1u : 0u);
+      } else {
+        const uint64_t a = ptx::k_major_desc(q_tile + static_cast<uint32_t>(ks / 4) * C::kQHalfBytes + in_row);
+        ptx::wgmma_qk<C::kBlockN>(s, a, b, ks > 0 ? 1u : 0u);
+      }
     }
     ptx::wgmma_commit();
     ptx::fence_registers(s);
@@ -641,6 +700,10 @@ __device__ __forceinline__ void run_consumer(const Sm90Params& p, int consumer, 
     float s[kS];
     uint32_t pf[kS / 2];
     ptx::mbar_wait(bar(B::kQFull), local & 1u);
+    if constexpr (C::kQInRegisters) {
+      load_q();
+      release(B::kQEmpty);  // the next tile's Q may land now
+    }
 
     if constexpr (!C::kOverlap) {
       for (int j = 0; j < kv_tiles; ++j, ++ring) {
@@ -671,7 +734,7 @@ __device__ __forceinline__ void run_consumer(const Sm90Params& p, int consumer, 
       ptx::wgmma_wait<0>();
       ptx::fence_registers(s);
       release(B::kKEmpty + static_cast<int>(stage));
-      if (kv_tiles == 1) release(B::kQEmpty);
+      if (!C::kQInRegisters && kv_tiles == 1) release(B::kQEmpty);
       {
         float alpha[2];
         softmax(s, row_max, row_sum, alpha, kv_tiles == 1);
@@ -692,7 +755,7 @@ __device__ __forceinline__ void run_consumer(const Sm90Params& p, int consumer, 
         ptx::wgmma_wait<1>();  // S_j is done; P_{j−1}·V_{j−1} may still run
         ptx::fence_registers(s);
         release(B::kKEmpty + static_cast<int>(stage));
-        if (last) release(B::kQEmpty);
+        if (!C::kQInRegisters && last) release(B::kQEmpty);
         float alpha[2];
         softmax(s, row_max, row_sum, alpha, last);
         ptx::wgmma_wait<0>();
