@@ -133,6 +133,8 @@ const std::vector<Sm90Variant>& variants() {
       make_variant<2, 128, true, true, kIlpLazy | kStoreTma | (4 << kPolyShift)>(),
       make_variant<2, 128, true, false, kIlpLazy | kStoreTma>(),
       make_variant<2, 176, true, true, kIlpLazy>(),
+      make_variant<2, 128, true, true, kLazyRescale | kQInRegisters>(),
+      make_variant<2, 128, true, true, kLazyRescale | kQInRegisters | kStoreTma>(),
       make_variant<2, 128, true, true, kIlpLazy | kQInRegisters>(),
       make_variant<2, 128, true, true, kIlpLazy | kQInRegisters | kStoreTma>(),
       make_variant<2, 128, true, true, kIlpLazy | kQInRegisters | kStoreTma | (4 << kPolyShift)>(),
