@@ -41,13 +41,16 @@ struct Sm90Tiling {
   int block_n = 0;         // keys per K/V tile
   bool overlap = false;    // S_j = Q·K_jᵀ overlapped with P_{j−1}·V_{j−1}
   bool ping_pong = false;  // the two consumers take turns at the tensor cores
-  int features = 0;        // sm90::kFastReduce | kLazyRescale | kStoreTma | poly period << 8
-  std::string name() const;  // "sm90 c2 n128 ov pp", then " ilp", " lazy", " tmastore", " poly4"
+  int features = 0;        // sm90::kFastReduce | kStoreTma | kQInRegisters (cuda_attention_sm90.cuh)
+  std::string name() const;  // "sm90 c2 n128 ov pp", then " ilp", " tmastore", " qreg"
   bool operator==(const Sm90Tiling&) const = default;
 };
 
 // The Hopper kernel's tilings, the one Ops::attention uses first.
 std::vector<Sm90Tiling> sm90_attention_tilings();
+// The tiling Ops::attention uses for `kv_len` keys (the measurements behind the choice are in
+// cuda_attention_sm90.cu).
+Sm90Tiling sm90_default_tiling(int64_t kv_len);
 // Whether `device` runs the Hopper kernel (compute capability 9.0; it is built for sm_90a only).
 bool sm90_attention_available(int device);
 // Whether the Hopper kernel takes these arguments: head_dim 128, no bias, scale >= 0, bf16

@@ -111,11 +111,8 @@ Sm90Variant make_variant() {
 }
 
 using sm90::kFastReduce;
-using sm90::kLazyRescale;
-using sm90::kPolyShift;
 using sm90::kQInRegisters;
 using sm90::kStoreTma;
-constexpr int kIlpLazy = kFastReduce | kLazyRescale;
 
 // The first is the one Ops::attention uses.
 const std::vector<Sm90Variant>& variants() {
@@ -125,19 +122,11 @@ const std::vector<Sm90Variant>& variants() {
       make_variant<2, 128, true, false>(),
       make_variant<2, 128, false, false>(),
       make_variant<1, 128, false, false>(),
-      make_variant<2, 128, true, true, kFastReduce>(),
-      make_variant<2, 128, true, true, kIlpLazy>(),
-      make_variant<2, 128, true, true, kIlpLazy | kStoreTma>(),
-      make_variant<2, 128, true, true, kIlpLazy | (8 << kPolyShift)>(),
-      make_variant<2, 128, true, true, kIlpLazy | (4 << kPolyShift)>(),
-      make_variant<2, 128, true, true, kIlpLazy | kStoreTma | (4 << kPolyShift)>(),
-      make_variant<2, 128, true, false, kIlpLazy | kStoreTma>(),
-      make_variant<2, 176, true, true, kIlpLazy>(),
-      make_variant<2, 128, true, true, kLazyRescale | kQInRegisters>(),
-      make_variant<2, 128, true, true, kLazyRescale | kQInRegisters | kStoreTma>(),
-      make_variant<2, 128, true, true, kIlpLazy | kQInRegisters>(),
-      make_variant<2, 128, true, true, kIlpLazy | kQInRegisters | kStoreTma>(),
-      make_variant<2, 128, true, true, kIlpLazy | kQInRegisters | kStoreTma | (4 << kPolyShift)>(),
+      make_variant<2, 128, true, true, kQInRegisters>(),
+      make_variant<2, 128, true, true, kStoreTma>(),
+      make_variant<2, 128, true, true, kStoreTma | kQInRegisters>(),
+      make_variant<2, 128, true, true, kFastReduce | kStoreTma | kQInRegisters>(),
+      make_variant<2, 128, true, false, kStoreTma | kQInRegisters>(),
   };
   return all;
 }
@@ -147,16 +136,24 @@ bool aligned_16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0
 }  // namespace
 
 std::string Sm90Tiling::name() const {
-  const int poly = (features >> sm90::kPolyShift) & 15;
   return str_cat("sm90 c", consumers, " n", block_n, overlap ? " ov" : "", ping_pong ? " pp" : "",
-                 features & sm90::kFastReduce ? " ilp" : "", features & sm90::kLazyRescale ? " lazy" : "",
-                 features & sm90::kStoreTma ? " tmastore" : "", features & sm90::kQInRegisters ? " qreg" : "", poly > 0 ? str_cat(" poly", poly) : "");
+                 features & sm90::kFastReduce ? " ilp" : "", features & sm90::kStoreTma ? " tmastore" : "",
+                 features & sm90::kQInRegisters ? " qreg" : "");
 }
 
 std::vector<Sm90Tiling> sm90_attention_tilings() {
   std::vector<Sm90Tiling> tilings;
   for (const Sm90Variant& v : variants()) tilings.push_back(v.tiling);
   return tilings;
+}
+
+Sm90Tiling sm90_default_tiling(int64_t kv_len) {
+  // Few key tiles per query tile (the DiT's cross-attention to 512 text keys): the epilogue
+  // and the Q hand-over weigh, and the TMA-store epilogue with Q in registers wins there.
+  constexpr int64_t kShortKeys = 1024;
+  const std::vector<Sm90Tiling> tilings = sm90_attention_tilings();
+  const Sm90Tiling short_keys{2, 128, true, true, sm90::kStoreTma | sm90::kQInRegisters};
+  return kv_len <= kShortKeys ? short_keys : tilings.front();
 }
 
 bool sm90_attention_available(int device) {

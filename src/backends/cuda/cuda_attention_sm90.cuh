@@ -61,10 +61,6 @@ struct Sm90Params {
 // Optional parts of the consumer's work (Sm90Config's kFeatures, Sm90Tiling::features):
 // - kFastReduce: the softmax's row max and row sum as 4 independent chains per row instead
 //   of one 32-deep chain of dependent FMNMX/FADD (a warp's softmax is latency-bound on them).
-// - kLazyRescale: the running max moves only when a tile's max exceeds it by more than
-//   2^kLazyThreshold in exp2 terms; until then P may reach 2^8 (bf16 and the F32 O hold it)
-//   and O needs no rescale. Exact: O and the row sum share the stale max, and the final
-//   O / row sum cancels it.
 // - kStoreTma: the epilogue writes O through shared memory and a TMA store (full 128-byte
 //   lines) instead of 4-byte stores from the accumulators.
 // - kQInRegisters: each consumer loads its 64×128 Q slice into registers once per query tile
@@ -73,15 +69,9 @@ struct Sm90Params {
 //   bytes per clock that the tiles' wgmma operands and TMA writes ask of shared memory at
 //   full tensor rate, against its 128). The Q buffer is also handed back at once, so the
 //   next tile's Q loads during this one.
-// - bits 8–11, poly period k > 0: in every k-th 8-key chunk exp2 runs as a polynomial on the
-//   FMA pipe (ptx::exp2_poly) instead of the MUFU unit, which does 16 exp2 per clock per SM:
-//   1/k of the exponentials move off it.
 inline constexpr int kFastReduce = 1;
-inline constexpr int kLazyRescale = 2;
 inline constexpr int kStoreTma = 4;
 inline constexpr int kQInRegisters = 8;
-inline constexpr int kPolyShift = 8;
-inline constexpr float kLazyThreshold = 8.0f;
 
 // One compiled configuration. Shared memory: Q 64·256 B per consumer, kStages × (K + V) of
 // block_n·256 B each (and with kStoreTma an O tile of 64·256 B per consumer).
@@ -89,9 +79,7 @@ template <int kConsumers_, int kBlockN_, bool kOverlap_, bool kPingPong_, int kF
 struct Sm90Config {
   static constexpr int kFeatures = kFeatures_;
   static constexpr bool kFastReduce = (kFeatures & sm90::kFastReduce) != 0;
-  static constexpr bool kLazyRescale = (kFeatures & sm90::kLazyRescale) != 0;
   static constexpr bool kStoreTma = (kFeatures & sm90::kStoreTma) != 0;
-  static constexpr int kPolyPeriod = (kFeatures >> kPolyShift) & 15;
   static constexpr bool kQInRegisters = (kFeatures & sm90::kQInRegisters) != 0;
   static constexpr int kConsumers = kConsumers_;
   static constexpr int kBlockM = 64 * kConsumers;
@@ -259,21 +247,6 @@ __device__ __forceinline__ float exp2_approx(float x) {  // ex2.approx(−inf) =
   float y;
   asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
   return y;
-}
-// 2^x on the FMA pipe, for x <= kLazyThreshold (x = −inf gives 2^−127 ≈ 0): x = j + f with
-// j = floor(x) (an add rounding down against 1.5·2^23 leaves j in the low mantissa bits), 2^f
-// on [0, 1) by a degree-3 polynomial fitted for least maximum relative error (7.5e-5, against
-// bf16's 2^−9 = 2.0e-3 rounding of P), and j added to the exponent field as an integer.
-__device__ __forceinline__ float exp2_poly(float x) {
-  constexpr float kMagic = 12582912.0f;  // 1.5·2^23
-  x = fmaxf(x, -127.0f);
-  const float shifted = __fadd_rd(x, kMagic);
-  const float f = x - (shifted - kMagic);
-  float p = fmaf(0.078024447f, f, 0.22606799f);
-  p = fmaf(p, f, 0.695832849f);
-  p = fmaf(p, f, 0.999925315f);
-  // shifted's mantissa holds j + 2^22; shifted left by 23 that is j·2^23 modulo 2^32.
-  return __uint_as_float(__float_as_uint(p) + (__float_as_uint(shifted) << 23));
 }
 __device__ __forceinline__ uint32_t pack_bf16x2(float low, float high) {
   uint32_t packed;  // cvt packs its first source into the upper half
@@ -498,8 +471,8 @@ __device__ __forceinline__ void online_softmax(float (&s)[kBlockN / 2], float (&
   }
 }
 
-// The same with the consumer's optional features (kFastReduce, kLazyRescale, the polynomial
-// exp2 period); online_softmax above is the features-off version the other tilings run.
+// The same with kFastReduce's independent chains (online_softmax above is what the tilings
+// without it run).
 template <class C, bool kMask>
 __device__ __forceinline__ void online_softmax_tuned(float (&s)[C::kBlockN / 2], float (&row_max)[2],
                                                      float (&row_sum)[2], float (&alpha)[2],
@@ -538,14 +511,9 @@ __device__ __forceinline__ void online_softmax_tuned(float (&s)[C::kBlockN / 2],
   float offset[2];
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
-    // Every tile holds at least one unmasked key, so tile_max is finite.
-    bool move = tile_max[h] > row_max[h];
-    // Lazy: the first tile always sets the max (row_max = −inf); later ones only when
-    // exp2 of the growth would pass 2^kLazyThreshold. The factor is then exactly 1.
-    if constexpr (C::kLazyRescale)
-      move = row_max[h] == -INFINITY || (tile_max[h] - row_max[h]) * scale_log2 > kLazyThreshold;
-    const float new_max = move ? tile_max[h] : row_max[h];
-    alpha[h] = row_max[h] == -INFINITY ? 0.0f : move ? ptx::exp2_approx((row_max[h] - new_max) * scale_log2) : 1.0f;
+    // Every tile holds at least one unmasked key, so new_max is finite.
+    const float new_max = fmaxf(row_max[h], tile_max[h]);
+    alpha[h] = row_max[h] == -INFINITY ? 0.0f : ptx::exp2_approx((row_max[h] - new_max) * scale_log2);
     row_max[h] = new_max;
     offset[h] = new_max * scale_log2;
   }
@@ -560,8 +528,7 @@ __device__ __forceinline__ void online_softmax_tuned(float (&s)[C::kBlockN / 2],
     for (int e = 0; e < 4; ++e) {
       const int h = e >> 1;
       const float x_log2 = fmaf(s[4 * j + e], scale_log2, -offset[h]);
-      const bool poly = C::kPolyPeriod > 0 && j % (C::kPolyPeriod > 0 ? C::kPolyPeriod : 1) == 0;
-      float x = poly ? ptx::exp2_poly(x_log2) : ptx::exp2_approx(x_log2);
+      float x = ptx::exp2_approx(x_log2);
       // Explicit zero: with scale 0, −inf·0 would be NaN.
       if constexpr (kMask) x = 8 * j + column0 + (e & 1) < valid_keys ? x : 0.0f;
       s[4 * j + e] = x;
