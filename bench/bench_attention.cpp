@@ -194,7 +194,7 @@ int run(int argc, char** argv) {
     for (const FlashTiling& t : tilings) names.push_back(t.name());
     if (wanted(kOp, "op")) names.push_back(kOp);
     // Which candidate Ops::attention takes (marked in the table).
-    const std::string used = hopper ? sm90_default_tiling(s.kv_len).name()
+    const std::string used = hopper ? sm90_attention_tilings().front().name()
                              : s.bias || flash_attention_tilings(s.head_dim).empty()
                                  ? std::string()
                                  : flash_attention_tilings(s.head_dim).front().name();

@@ -412,7 +412,7 @@ Tensor CudaOps::attention(const Tensor& q, const Tensor& k, const Tensor& v,
     const bool hopper = device_has_sm90(device_);
     WANRT_CHECK(hopper || choice != AttentionKernel::Sm90,
                 "cuda backend: the sm90 attention kernel was asked for, but this GPU is not sm_90");
-    if (hopper) return sm90_attention(*this, q, k, v, options, sm90_default_tiling(shape.kv_len));
+    if (hopper) return sm90_attention(*this, q, k, v, options, sm90_attention_tilings().front());
   }
   const std::vector<FlashVariant>& variants = flash_variants(shape.head_dim);
   // The flash kernel folds the scale into exp2 after taking the row max of the raw scores,

@@ -48,9 +48,6 @@ struct Sm90Tiling {
 
 // The Hopper kernel's tilings, the one Ops::attention uses first.
 std::vector<Sm90Tiling> sm90_attention_tilings();
-// The tiling Ops::attention uses for `kv_len` keys (the measurements behind the choice are in
-// cuda_attention_sm90.cu).
-Sm90Tiling sm90_default_tiling(int64_t kv_len);
 // Whether `device` runs the Hopper kernel (compute capability 9.0; it is built for sm_90a only).
 bool sm90_attention_available(int device);
 // Whether the Hopper kernel takes these arguments: head_dim 128, no bias, scale >= 0, bf16

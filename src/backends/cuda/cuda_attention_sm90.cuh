@@ -22,7 +22,11 @@
 // - Schedule (kOverlap): iteration j issues S_j = Q·K_jᵀ and O += P_{j−1}·V_{j−1} back to
 //   back, then runs the softmax of S_j while the tensor cores still work on P_{j−1}·V_{j−1}.
 //   With two consumers (kPingPong) two named barriers make the warpgroups take turns at
-//   issuing their GEMMs, so one warpgroup's softmax overlaps the other's GEMMs.
+//   issuing their GEMMs, so one warpgroup's softmax overlaps the other's GEMMs. (The default
+//   tiling runs without it: with Q in registers and the TMA-store epilogue it measured
+//   faster without; see the .cu.)
+// - Optional features (kFeatures): Q in registers for Q·Kᵀ, the epilogue through shared
+//   memory and a TMA store, independent reduction chains in the softmax (described below).
 // - Persistent: grid = the number of SMs; CTA b takes tiles b, b + grid, ... in the order
 //   (head, query tile), query tiles fastest, so the CTAs running at one time share one head's
 //   K/V in L2 (2·75,600·128·2 B = 39 MB at 720p, below the H100's 50 MB).
@@ -30,7 +34,8 @@
 //   Bytes from HBM: (2·Lq + 2·kv_len)·H·128·2 (Q in, O out, K/V once per head while it stays
 //   in L2); from L2: ⌈Lq/block_m⌉·2·kv_len·H·128·2.
 // Correctness evidence: tests/gpu/test_cuda_attention.cpp runs every tiling against the CPU
-// reference (all passed on an H100, compute-sanitizer memcheck clean); the descriptors
+// reference (all passed on an H100, compute-sanitizer memcheck clean before the features were
+// added; with them, all 33 attention tests passed on an H100 on 2026-11-25); the descriptors
 // follow the PTX ISA's canonical 128-byte-swizzle layouts (K-major: 8-row groups 1024 B
 // apart; MN-major: 8-key groups 1024 B apart, the two 64-column halves block_n·128 B apart).
 #pragma once
@@ -60,15 +65,19 @@ struct Sm90Params {
 
 // Optional parts of the consumer's work (Sm90Config's kFeatures, Sm90Tiling::features):
 // - kFastReduce: the softmax's row max and row sum as 4 independent chains per row instead
-//   of one 32-deep chain of dependent FMNMX/FADD (a warp's softmax is latency-bound on them).
-// - kStoreTma: the epilogue writes O through shared memory and a TMA store (full 128-byte
-//   lines) instead of 4-byte stores from the accumulators.
+//   of one 32-deep chain of dependent FMNMX/FADD (the idea: shorten a warp's softmax). It
+//   measured slower on the self-attention shapes (the softmax is hidden behind the other
+//   consumer's GEMMs already; the extra live registers cost more).
+// - kStoreTma: the epilogue writes O through shared memory (the 128-byte swizzle, 32 KB more)
+//   and a TMA store of full 128-byte lines, instead of 4-byte stores straight from the
+//   accumulators (each warp store touching 8 rows 10 KB apart). Matters where a query tile
+//   sees few key tiles: cross-attention to 512 keys has 4.
 // - kQInRegisters: each consumer loads its 64×128 Q slice into registers once per query tile
-//   (ldmatrix, 32 registers) and runs S = Q·Kᵀ with A from registers: the SS form reads Q's
-//   2 KB from shared memory again for every k16 step of every key tile (96 of the ~110
-//   bytes per clock that the tiles' wgmma operands and TMA writes ask of shared memory at
-//   full tensor rate, against its 128). The Q buffer is also handed back at once, so the
-//   next tile's Q loads during this one.
+//   (ldmatrix, 32 registers) and runs S = Q·Kᵀ with A from registers, instead of the SS form
+//   re-reading Q's 2 KB from shared memory at every k16 step (at full tensor rate the wgmma
+//   operands and the TMA writes ask ~110 of shared memory's 128 bytes per clock; Q is 32 of
+//   them). The Q buffer is also handed back at once, so the next tile's Q loads during this
+//   one.
 inline constexpr int kFastReduce = 1;
 inline constexpr int kStoreTma = 4;
 inline constexpr int kQInRegisters = 8;
