@@ -41,7 +41,8 @@ struct Sm90Tiling {
   int block_n = 0;         // keys per K/V tile
   bool overlap = false;    // S_j = Q·K_jᵀ overlapped with P_{j−1}·V_{j−1}
   bool ping_pong = false;  // the two consumers take turns at the tensor cores
-  std::string name() const;  // "sm90 c2 n128 ov pp"
+  int features = 0;        // sm90::kFastReduce | kStoreTma | kQInRegisters (cuda_attention_sm90.cuh)
+  std::string name() const;  // "sm90 c2 n128 ov pp", then " ilp", " tmastore", " qreg"
   bool operator==(const Sm90Tiling&) const = default;
 };
 

@@ -22,7 +22,11 @@
 // - Schedule (kOverlap): iteration j issues S_j = Q·K_jᵀ and O += P_{j−1}·V_{j−1} back to
 //   back, then runs the softmax of S_j while the tensor cores still work on P_{j−1}·V_{j−1}.
 //   With two consumers (kPingPong) two named barriers make the warpgroups take turns at
-//   issuing their GEMMs, so one warpgroup's softmax overlaps the other's GEMMs.
+//   issuing their GEMMs, so one warpgroup's softmax overlaps the other's GEMMs. (The default
+//   tiling runs without it: with Q in registers and the TMA-store epilogue it measured
+//   faster without; see the .cu.)
+// - Optional features (kFeatures): Q in registers for Q·Kᵀ, the epilogue through shared
+//   memory and a TMA store, independent reduction chains in the softmax (described below).
 // - Persistent: grid = the number of SMs; CTA b takes tiles b, b + grid, ... in the order
 //   (head, query tile), query tiles fastest, so the CTAs running at one time share one head's
 //   K/V in L2 (2·75,600·128·2 B = 39 MB at 720p, below the H100's 50 MB).
@@ -30,7 +34,8 @@
 //   Bytes from HBM: (2·Lq + 2·kv_len)·H·128·2 (Q in, O out, K/V once per head while it stays
 //   in L2); from L2: ⌈Lq/block_m⌉·2·kv_len·H·128·2.
 // Correctness evidence: tests/gpu/test_cuda_attention.cpp runs every tiling against the CPU
-// reference (all passed on an H100, compute-sanitizer memcheck clean); the descriptors
+// reference (all passed on an H100, compute-sanitizer memcheck clean before the features were
+// added; with them, all 33 attention tests passed on an H100 on 2026-11-25); the descriptors
 // follow the PTX ISA's canonical 128-byte-swizzle layouts (K-major: 8-row groups 1024 B
 // apart; MN-major: 8-key groups 1024 B apart, the two 64-column halves block_n·128 B apart).
 #pragma once
@@ -49,6 +54,7 @@ struct Sm90Params {
   CUtensorMap q_map;  // (128, heads, q_len), box (64, 1, 64)
   CUtensorMap k_map;  // (128, heads, kv_len), box (64, 1, block_n)
   CUtensorMap v_map;  // same as k_map
+  CUtensorMap o_map;  // the output, as q_map (used by the kStoreTma epilogue)
   __nv_bfloat16* out;  // [q_len, heads, 128]
   int64_t out_token_stride;  // heads·128
   int q_len, kv_len, heads;
@@ -57,10 +63,33 @@ struct Sm90Params {
   float scale_log2;  // scale·log2(e), scale >= 0
 };
 
+// Optional parts of the consumer's work (Sm90Config's kFeatures, Sm90Tiling::features):
+// - kFastReduce: the softmax's row max and row sum as 4 independent chains per row instead
+//   of one 32-deep chain of dependent FMNMX/FADD (the idea: shorten a warp's softmax). It
+//   measured slower on the self-attention shapes (the softmax is hidden behind the other
+//   consumer's GEMMs already; the extra live registers cost more).
+// - kStoreTma: the epilogue writes O through shared memory (the 128-byte swizzle, 32 KB more)
+//   and a TMA store of full 128-byte lines, instead of 4-byte stores straight from the
+//   accumulators (each warp store touching 8 rows 10 KB apart). Matters where a query tile
+//   sees few key tiles: cross-attention to 512 keys has 4.
+// - kQInRegisters: each consumer loads its 64×128 Q slice into registers once per query tile
+//   (ldmatrix, 32 registers) and runs S = Q·Kᵀ with A from registers, instead of the SS form
+//   re-reading Q's 2 KB from shared memory at every k16 step (at full tensor rate the wgmma
+//   operands and the TMA writes ask ~110 of shared memory's 128 bytes per clock; Q is 32 of
+//   them). The Q buffer is also handed back at once, so the next tile's Q loads during this
+//   one.
+inline constexpr int kFastReduce = 1;
+inline constexpr int kStoreTma = 4;
+inline constexpr int kQInRegisters = 8;
+
 // One compiled configuration. Shared memory: Q 64·256 B per consumer, kStages × (K + V) of
-// block_n·256 B each.
-template <int kConsumers_, int kBlockN_, bool kOverlap_, bool kPingPong_>
+// block_n·256 B each (and with kStoreTma an O tile of 64·256 B per consumer).
+template <int kConsumers_, int kBlockN_, bool kOverlap_, bool kPingPong_, int kFeatures_ = 0>
 struct Sm90Config {
+  static constexpr int kFeatures = kFeatures_;
+  static constexpr bool kFastReduce = (kFeatures & sm90::kFastReduce) != 0;
+  static constexpr bool kStoreTma = (kFeatures & sm90::kStoreTma) != 0;
+  static constexpr bool kQInRegisters = (kFeatures & sm90::kQInRegisters) != 0;
   static constexpr int kConsumers = kConsumers_;
   static constexpr int kBlockM = 64 * kConsumers;
   static constexpr int kBlockN = kBlockN_;
@@ -79,8 +108,10 @@ struct Sm90Config {
   static constexpr uint32_t kKvTileBytes = 2 * kKvHalfBytes;
   static constexpr uint32_t kStageBytes = 2 * kKvTileBytes;  // K then V
   // + 1 KB: the dynamic shared memory base is rounded up to the 1024-byte swizzle period.
-  static constexpr uint32_t kSmemBytes = kQBytes + kStages * kStageBytes + 1024;
+  static constexpr uint32_t kOBytes = kStoreTma ? kQBytes : 0;
+  static constexpr uint32_t kSmemBytes = kQBytes + kStages * kStageBytes + kOBytes + 1024;
   static_assert(kBlockN == 128 || kBlockN == 176, "wgmma wrappers exist for N = 128 and 176");
+  static_assert(!kQInRegisters || (kBlockN == 128 && kOverlap), "Q in registers: N = 128, overlapped");
   static_assert(kConsumers == 1 || kConsumers == 2, "one or two consumer warpgroups");
   static_assert(!kPingPong || (kConsumers == 2 && kOverlap), "ping-pong needs two overlapped consumers");
   static_assert(kKvHalfBytes % 1024 == 0, "every block starts on a swizzle period");
@@ -142,6 +173,27 @@ __device__ __forceinline__ void tma_load(uint32_t dst, const CUtensorMap* map, i
       " [%0], [%1, {%2, %3, %4}], [%5];\n" ::"r"(dst),
       "l"(reinterpret_cast<uint64_t>(map)), "r"(column), "r"(head), "r"(row), "r"(bar)
       : "memory");
+}
+
+// The box at (column, head, row) of `map` from shared memory at `src` (rows past the map's
+// end are not written); completes in the thread's current bulk group.
+__device__ __forceinline__ void tma_store(const CUtensorMap* map, uint32_t src, int column, int head, int row) {
+  asm volatile("cp.async.bulk.tensor.3d.global.shared::cta.bulk_group [%0, {%1, %2, %3}], [%4];\n" ::"l"(
+                   reinterpret_cast<uint64_t>(map)),
+               "r"(column), "r"(head), "r"(row), "r"(src)
+               : "memory");
+}
+__device__ __forceinline__ void bulk_commit() { asm volatile("cp.async.bulk.commit_group;\n" ::: "memory"); }
+// Waits until every bulk store this thread committed has finished reading shared memory.
+__device__ __forceinline__ void bulk_wait_read() {
+  asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
+}
+// Makes this thread's generic-proxy shared-memory writes visible to the TMA unit.
+__device__ __forceinline__ void fence_proxy_async() {
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+__device__ __forceinline__ void st_shared(uint32_t address, uint32_t value) {
+  asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(address), "r"(value) : "memory");
 }
 
 // ---- register reallocation and named barriers ----
@@ -286,6 +338,39 @@ __device__ __forceinline__ void wgmma_m64n128k16_rs(float (&d)[64], const uint32
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b_desc), "r"(1u));
 }
 
+// D[64×128] (+)= A·B, A (bf16 pairs) from registers, B from shared memory K-major (Q·Kᵀ with
+// Q in registers).
+__device__ __forceinline__ void wgmma_m64n128k16_rs_k_major(float (&d)[64], const uint32_t (&a)[4],
+                                                           uint64_t b_desc, uint32_t accumulate) {
+  asm volatile(
+      "{\n.reg .pred p;\n"
+      "setp.ne.b32 p, %69, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {"
+      "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+      "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
+      "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
+      "}, {%64, %65, %66, %67}, %68, p, 1, 1, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+        "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+        "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+        "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b_desc), "r"(accumulate));
+}
+
+// Four 8×8 bf16 matrices from shared memory, one row address per lane (lanes 8·i.. give
+// matrix i), in the mma fragment layout: thread t holds row t/4, columns 2·(t%4) + {0, 1}.
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], uint32_t address) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(address)
+               : "memory");
+}
+
 template <int N>
 __device__ __forceinline__ void wgmma_qk(float (&d)[N / 2], uint64_t a_desc, uint64_t b_desc,
                                          uint32_t accumulate) {
@@ -395,10 +480,83 @@ __device__ __forceinline__ void online_softmax(float (&s)[kBlockN / 2], float (&
   }
 }
 
+// The same with kFastReduce's independent chains (online_softmax above is what the tilings
+// without it run).
+template <class C, bool kMask>
+__device__ __forceinline__ void online_softmax_tuned(float (&s)[C::kBlockN / 2], float (&row_max)[2],
+                                                     float (&row_sum)[2], float (&alpha)[2],
+                                                     float scale_log2, int valid_keys, int lane) {
+  constexpr int kChunks = C::kBlockN / 8;
+  constexpr int kChains = C::kFastReduce ? 4 : 1;
+  static_assert(kChunks >= kChains, "a chunk per chain at least");
+  const int column0 = 2 * (lane & 3);
+  if constexpr (kMask) {
+#pragma unroll
+    for (int j = 0; j < kChunks; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e)
+        if (8 * j + column0 + (e & 1) >= valid_keys) s[4 * j + e] = -INFINITY;
+  }
+  // Both rows' maxima first (independent chains, then the two rows' shuffles interleaved).
+  float tile_max[2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    float chain[kChains];
+#pragma unroll
+    for (int c = 0; c < kChains; ++c) chain[c] = fmaxf(s[4 * c + 2 * h], s[4 * c + 2 * h + 1]);
+#pragma unroll
+    for (int j = kChains; j < kChunks; ++j)
+      chain[j % kChains] = fmaxf(chain[j % kChains], fmaxf(s[4 * j + 2 * h], s[4 * j + 2 * h + 1]));
+#pragma unroll
+    for (int width = kChains / 2; width > 0; width /= 2)
+#pragma unroll
+      for (int c = 0; c < width; ++c) chain[c] = fmaxf(chain[c], chain[c + width]);
+    tile_max[h] = chain[0];
+  }
+#pragma unroll
+  for (int h = 0; h < 2; ++h) tile_max[h] = fmaxf(tile_max[h], __shfl_xor_sync(0xffffffffu, tile_max[h], 1));
+#pragma unroll
+  for (int h = 0; h < 2; ++h) tile_max[h] = fmaxf(tile_max[h], __shfl_xor_sync(0xffffffffu, tile_max[h], 2));
+  float offset[2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    // Every tile holds at least one unmasked key, so new_max is finite.
+    const float new_max = fmaxf(row_max[h], tile_max[h]);
+    alpha[h] = row_max[h] == -INFINITY ? 0.0f : ptx::exp2_approx((row_max[h] - new_max) * scale_log2);
+    row_max[h] = new_max;
+    offset[h] = new_max * scale_log2;
+  }
+  float sum[2][kChains];
+#pragma unroll
+  for (int h = 0; h < 2; ++h)
+#pragma unroll
+    for (int c = 0; c < kChains; ++c) sum[h][c] = 0.0f;
+#pragma unroll
+  for (int j = 0; j < kChunks; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int h = e >> 1;
+      const float x_log2 = fmaf(s[4 * j + e], scale_log2, -offset[h]);
+      float x = ptx::exp2_approx(x_log2);
+      // Explicit zero: with scale 0, −inf·0 would be NaN.
+      if constexpr (kMask) x = 8 * j + column0 + (e & 1) < valid_keys ? x : 0.0f;
+      s[4 * j + e] = x;
+      sum[h][j % kChains] += x;
+    }
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+#pragma unroll
+    for (int width = kChains / 2; width > 0; width /= 2)
+#pragma unroll
+      for (int c = 0; c < width; ++c) sum[h][c] += sum[h][c + width];
+    row_sum[h] = row_sum[h] * alpha[h] + sum[h][0];  // this thread's columns; quad-summed at the end
+  }
+}
+
 // One consumer warpgroup: 64 query rows of every query tile of this CTA.
 template <class C>
 __device__ __forceinline__ void run_consumer(const Sm90Params& p, int consumer, uint32_t q_smem,
-                                             uint32_t kv_smem, uint32_t bars) {
+                                             uint32_t kv_smem, uint32_t o_smem, uint32_t bars) {
   using B = BarrierSlots<C>;
   constexpr int kS = C::kBlockN / 2;        // S accumulators per thread
   constexpr int kPvSteps = C::kBlockN / 16;  // k16 steps of P·V
@@ -417,15 +575,32 @@ __device__ __forceinline__ void run_consumer(const Sm90Params& p, int consumer, 
   const int last_valid = p.kv_len - (kv_tiles - 1) * C::kBlockN;  // 1 .. kBlockN
 
   // S = Q·Kᵀ for the K tile in `stage`: 8 k16 steps over the two 64-column halves.
+  // Q in registers (kQInRegisters): k16 step ks's A fragment, loaded once per query tile.
+  uint32_t q_frag[C::kQInRegisters ? kHeadDim / 16 : 1][4];
+  auto load_q = [&] {
+    // Lane l addresses row (l/8 % 2)·8 + l%8 of the warp's 16, 16-byte chunk l/16 of the
+    // step's 32 bytes; the chunk index is XOR-swizzled with the row as TMA wrote it.
+    const uint32_t row = static_cast<uint32_t>(warp * 16 + ((lane >> 3) & 1) * 8 + (lane & 7));
+#pragma unroll
+    for (int ks = 0; ks < (C::kQInRegisters ? kHeadDim / 16 : 0); ++ks) {
+      const uint32_t chunk = static_cast<uint32_t>((ks % 4) * 2 + (lane >> 4));
+      ptx::ldmatrix_x4(q_frag[ks], q_tile + static_cast<uint32_t>(ks / 4) * C::kQHalfBytes + row * 128 +
+                                       ((chunk ^ (row & 7u)) << 4));
+    }
+  };
   auto issue_qk = [&](float (&s)[kS], uint32_t stage) {
     ptx::fence_registers(s);
     ptx::wgmma_fence();
 #pragma unroll
     for (int ks = 0; ks < kHeadDim / 16; ++ks) {
       const uint32_t in_row = static_cast<uint32_t>(ks % 4) * 32;
-      const uint64_t a = ptx::k_major_desc(q_tile + static_cast<uint32_t>(ks / 4) * C::kQHalfBytes + in_row);
       const uint64_t b = ptx::k_major_desc(k_tile(stage) + static_cast<uint32_t>(ks / 4) * C::kKvHalfBytes + in_row);
-      ptx::wgmma_qk<C::kBlockN>(s, a, b, ks > 0 ? 1u : 0u);
+      if constexpr (C::kQInRegisters) {
+        ptx::wgmma_m64n128k16_rs_k_major(s, q_frag[ks], b, ks > 0 ? 1u : 0u);
+      } else {
+        const uint64_t a = ptx::k_major_desc(q_tile + static_cast<uint32_t>(ks / 4) * C::kQHalfBytes + in_row);
+        ptx::wgmma_qk<C::kBlockN>(s, a, b, ks > 0 ? 1u : 0u);
+      }
     }
     ptx::wgmma_commit();
     ptx::fence_registers(s);
@@ -445,10 +620,16 @@ __device__ __forceinline__ void run_consumer(const Sm90Params& p, int consumer, 
     ptx::fence_registers(pf);
   };
   auto softmax = [&](float (&s)[kS], float (&row_max)[2], float (&row_sum)[2], float (&alpha)[2], bool last) {
-    if (last && last_valid < C::kBlockN)
+    if constexpr (C::kFeatures != 0) {
+      if (last && last_valid < C::kBlockN)
+        online_softmax_tuned<C, true>(s, row_max, row_sum, alpha, p.scale_log2, last_valid, lane);
+      else
+        online_softmax_tuned<C, false>(s, row_max, row_sum, alpha, p.scale_log2, C::kBlockN, lane);
+    } else if (last && last_valid < C::kBlockN) {
       online_softmax<C::kBlockN, true>(s, row_max, row_sum, alpha, p.scale_log2, last_valid, lane);
-    else
+    } else {
       online_softmax<C::kBlockN, false>(s, row_max, row_sum, alpha, p.scale_log2, C::kBlockN, lane);
+    }
   };
   // O·alpha: skipped by a warp whose rows' maxima all stayed put (then alpha is exactly 1),
   // which after the first few tiles is nearly every tile.
@@ -495,6 +676,10 @@ __device__ __forceinline__ void run_consumer(const Sm90Params& p, int consumer, 
     float s[kS];
     uint32_t pf[kS / 2];
     ptx::mbar_wait(bar(B::kQFull), local & 1u);
+    if constexpr (C::kQInRegisters) {
+      load_q();
+      release(B::kQEmpty);  // the next tile's Q may land now
+    }
 
     if constexpr (!C::kOverlap) {
       for (int j = 0; j < kv_tiles; ++j, ++ring) {
@@ -525,7 +710,7 @@ __device__ __forceinline__ void run_consumer(const Sm90Params& p, int consumer, 
       ptx::wgmma_wait<0>();
       ptx::fence_registers(s);
       release(B::kKEmpty + static_cast<int>(stage));
-      if (kv_tiles == 1) release(B::kQEmpty);
+      if (!C::kQInRegisters && kv_tiles == 1) release(B::kQEmpty);
       {
         float alpha[2];
         softmax(s, row_max, row_sum, alpha, kv_tiles == 1);
@@ -546,7 +731,7 @@ __device__ __forceinline__ void run_consumer(const Sm90Params& p, int consumer, 
         ptx::wgmma_wait<1>();  // S_j is done; P_{j−1}·V_{j−1} may still run
         ptx::fence_registers(s);
         release(B::kKEmpty + static_cast<int>(stage));
-        if (last) release(B::kQEmpty);
+        if (!C::kQInRegisters && last) release(B::kQEmpty);
         float alpha[2];
         softmax(s, row_max, row_sum, alpha, last);
         ptx::wgmma_wait<0>();
@@ -566,26 +751,64 @@ __device__ __forceinline__ void run_consumer(const Sm90Params& p, int consumer, 
       release(B::kVEmpty + static_cast<int>(v_stage));
     }
 
-    // Epilogue: O / rowsum -> bf16, straight from the accumulators (a quad writes 16
-    // contiguous bytes of a row per 8-column chunk; O is 1/(2·kv_len/64) of the traffic).
-    const int row0 = m0 + consumer * 64 + warp * 16 + (lane >> 2);
-    __nv_bfloat16* out = p.out + int64_t{head} * kHeadDim + 2 * (lane & 3);
+    if constexpr (C::kStoreTma) {
+      // Epilogue through shared memory: this consumer's 64 rows as two [64][128 B] blocks
+      // in the 128-byte swizzle (16-byte chunk index XOR row % 8: a warp's 4-byte stores
+      // hit 32 distinct banks), then one thread stores both with TMA (rows past q_len are
+      // clipped by the tensor map). The buffer is reused on the next tile once the TMA unit
+      // has read it (bulk_wait_read before the first write).
+      const uint32_t o_tile = o_smem + static_cast<uint32_t>(consumer) * 2 * C::kQHalfBytes;
+      if (tid == 0) ptx::bulk_wait_read();
+      ptx::named_sync(3 + consumer, 128);
 #pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      float sum = row_sum[h];
-      sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-      sum += __shfl_xor_sync(0xffffffffu, sum, 2);
-      const float inverse = 1.0f / sum;
-      const int row = row0 + 8 * h;
-      if (row < p.q_len) {
-        __nv_bfloat16* dst = out + int64_t{row} * p.out_token_stride;
+      for (int h = 0; h < 2; ++h) {
+        float sum = row_sum[h];
+        sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+        sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+        const float inverse = 1.0f / sum;
+        const uint32_t row = static_cast<uint32_t>(warp * 16 + (lane >> 2) + 8 * h);
 #pragma unroll
-        for (int j = 0; j < kHeadDim / 8; ++j)
-          *reinterpret_cast<uint32_t*>(dst + 8 * j) =
-              ptx::pack_bf16x2(o[4 * j + 2 * h] * inverse, o[4 * j + 2 * h + 1] * inverse);
+        for (int j = 0; j < kHeadDim / 8; ++j) {
+          const uint32_t chunk = static_cast<uint32_t>(j % 8), half = static_cast<uint32_t>(j / 8);
+          const uint32_t address = o_tile + half * C::kQHalfBytes + row * 128 + ((chunk ^ (row & 7u)) << 4) +
+                                   static_cast<uint32_t>(lane & 3) * 4;
+          ptx::st_shared(address, ptx::pack_bf16x2(o[4 * j + 2 * h] * inverse, o[4 * j + 2 * h + 1] * inverse));
+        }
+      }
+      ptx::fence_proxy_async();
+      ptx::named_sync(3 + consumer, 128);
+      if (tid == 0) {
+#pragma unroll
+        for (int half = 0; half < 2; ++half)
+          ptx::tma_store(&p.o_map, o_tile + static_cast<uint32_t>(half) * C::kQHalfBytes, 64 * half, head,
+                         m0 + consumer * 64);
+        ptx::bulk_commit();
+      }
+    } else {
+      // Epilogue: O / rowsum -> bf16, straight from the accumulators (a quad writes 16
+      // contiguous bytes of a row per 8-column chunk; O is 1/(2·kv_len/64) of the traffic).
+      const int row0 = m0 + consumer * 64 + warp * 16 + (lane >> 2);
+      __nv_bfloat16* out = p.out + int64_t{head} * kHeadDim + 2 * (lane & 3);
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        float sum = row_sum[h];
+        sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+        sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+        const float inverse = 1.0f / sum;
+        const int row = row0 + 8 * h;
+        if (row < p.q_len) {
+          __nv_bfloat16* dst = out + int64_t{row} * p.out_token_stride;
+#pragma unroll
+          for (int j = 0; j < kHeadDim / 8; ++j)
+            *reinterpret_cast<uint32_t*>(dst + 8 * j) =
+                ptx::pack_bf16x2(o[4 * j + 2 * h] * inverse, o[4 * j + 2 * h + 1] * inverse);
+        }
       }
     }
   }
+  // The last TMA store must have read shared memory before the CTA exits.
+  if constexpr (C::kStoreTma)
+    if (tid == 0) ptx::bulk_wait_read();
 }
 #endif  // WANRT_SM90_KERNEL
 
@@ -622,7 +845,7 @@ __global__ void __launch_bounds__(C::kThreads, 1) sm90_attention_kernel(const __
     return;
   }
   if constexpr (C::kRegisterSplit) ptx::claim_registers<C::kConsumerRegisters>();
-  run_consumer<C>(p, warpgroup - 1, q_smem, kv_smem, bars);
+  run_consumer<C>(p, warpgroup - 1, q_smem, kv_smem, kv_smem + C::kStages * C::kStageBytes, bars);
 #else
   __trap();  // never launched: the host takes this kernel only on an sm_90 GPU
 #endif
