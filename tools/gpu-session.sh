@@ -7,6 +7,10 @@
 #   dit          bench_dit 720p and 480p, and the PyTorch eager baseline of the same forward
 #   vae-t5       bench_vae (fp16, the default; fp32 with TF32 convolutions) and bench_t5
 #   quant        bench_dit at 720p with --quantize int8 and fp8 (the bf16 row is the dit stage's)
+#   attention    issue 5's table: Ops::attention (bf16 auto and --attention int8) and PyTorch SDPA
+#                (flash, cuDNN) at the four Wan shapes, in one session
+#   dit720       bench_dit at 720p: blocks eager and graphed, 8-bit attention, and the fastest
+#                per-forward combination (fp8 linears + 8-bit attention), no profiling
 #   e2e          full-size random checkpoint + `wanrt generate` at 480p, 81 frames, 40 steps
 # Usage: tools/gpu-session.sh [--golden DIR] STAGE...   (stages run in the order given)
 set -uo pipefail
@@ -52,6 +56,19 @@ for s in "$@"; do
       for q in int8 fp8; do
         timeout 240 ./build-gpu/bench_dit --size 720p --quantize $q --warmup 1 --repeats 2 > "$out/bench_dit_$q.log" 2>&1; tail -30 "$out/bench_dit_$q.log"
       done ;;
+    attention)
+      stage attention
+      for shape in 720p-self 720p-ulysses8 480p-self 720p-cross; do
+        timeout 60 ./build-gpu/bench_attention --shape $shape --only op --seconds 0.3 --rounds 3 > "$out/attention_bf16_$shape.log" 2>&1
+        WANRT_ATTENTION=int8 timeout 60 ./build-gpu/bench_attention --shape $shape --only op --seconds 0.3 --rounds 3 > "$out/attention_int8_$shape.log" 2>&1
+        timeout 90 python3 bench/attention_reference.py --shape $shape --seconds 0.3 --rounds 3 > "$out/attention_reference_$shape.log" 2>&1
+        grep -h "^|" "$out/attention_bf16_$shape.log" "$out/attention_int8_$shape.log" "$out/attention_reference_$shape.log" | grep -v "^|---"
+      done ;;
+    dit720)
+      stage dit720
+      timeout 150 ./build-gpu/bench_dit --size 720p --graph both --no-profile --warmup 2 --repeats 2 > "$out/bench_dit_720p.log" 2>&1; grep -A5 "^Summary" "$out/bench_dit_720p.log"
+      WANRT_ATTENTION=int8 timeout 100 ./build-gpu/bench_dit --size 720p --graph on --no-profile --warmup 2 --repeats 2 > "$out/bench_dit_720p_int8attn.log" 2>&1; grep -A4 "^Summary" "$out/bench_dit_720p_int8attn.log"
+      WANRT_ATTENTION=int8 timeout 100 ./build-gpu/bench_dit --size 720p --graph on --quantize fp8 --no-profile --warmup 2 --repeats 2 --magcache E012K2R20,E012K2R10,E024K2R10 > "$out/bench_dit_720p_fastest.log" 2>&1; grep -A4 "^Summary" "$out/bench_dit_720p_fastest.log"; grep -A8 "^Per 40-step" "$out/bench_dit_720p_fastest.log" ;;
     e2e)
       stage e2e
       bash bench/bench_e2e.sh --wanrt build-gpu/wanrt --work /tmp/wanrt-e2e > "$out/e2e.log" 2>&1; tail -40 "$out/e2e.log" ;;
