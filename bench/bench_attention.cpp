@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "backends/ops.h"
+#include "bench_common.h"
 #include "core/dtype.h"
 #include "core/error.h"
 
@@ -299,10 +300,5 @@ int run(int, char**) {
 }  // namespace wanrt
 
 int main(int argc, char** argv) {
-  try {
-    return wanrt::run(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "bench_attention: error: %s\n", e.what());
-    return 1;
-  }
+  return wanrt::bench::run_main("bench_attention", [&] { return wanrt::run(argc, argv); });
 }

@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "backends/ops.h"
+#include "bench_common.h"
 #include "core/error.h"
 #include "core/tensor.h"
 
@@ -283,10 +284,5 @@ int run(int, char**) {
 }  // namespace wanrt
 
 int main(int argc, char** argv) {
-  try {
-    return wanrt::run(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "bench_attention_accuracy: error: %s\n", e.what());
-    return 1;
-  }
+  return wanrt::bench::run_main("bench_attention_accuracy", [&] { return wanrt::run(argc, argv); });
 }

@@ -1,5 +1,7 @@
 #include "test_support.h"
 
+#include "core/error.h"
+
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -85,6 +87,16 @@ std::string temp_dir() {
   fs::path dir = root / (info ? std::string(info->test_suite_name()) + "." + info->name() : "misc");
   fs::create_directories(dir);
   return dir.string();
+}
+
+std::string error_of(const std::function<void()>& action) {
+  try {
+    action();
+  } catch (const Error& error) {
+    return error.what();
+  }
+  ADD_FAILURE() << "expected a wanrt::Error";
+  return {};
 }
 
 }  // namespace wanrt::testing

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <random>
 #include <string>
@@ -43,5 +44,16 @@ Tensor poisoned(Shape shape);
 double relative_error(const Tensor& actual, const Tensor& expected);
 // A temporary folder unique to this test, removed at exit of the process.
 std::string temp_dir();
+
+// The message of the wanrt::Error that `action` throws; if it throws none, a test failure and
+// "" (so a check on the message fails too).
+std::string error_of(const std::function<void()>& action);
+
+// EXPECTs `statement` to throw a wanrt::Error whose message contains `text`.
+#define EXPECT_ERROR_MENTIONS(statement, text)                                                \
+  do {                                                                                        \
+    const std::string wanrt_message = ::wanrt::testing::error_of([&] { (void)(statement); }); \
+    EXPECT_NE(wanrt_message.find(text), std::string::npos) << wanrt_message;                  \
+  } while (0)
 
 }  // namespace wanrt::testing

@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "dit_test_support.h"
 #include "gpu_test_support.h"
 
 #ifdef WANRT_HAVE_CUDA
@@ -51,27 +52,13 @@ DitConfig small_config() {
 }
 
 TensorStore random_weights(const DitConfig& config, std::mt19937_64& rng) {
-  TensorStore store;
-  for (const auto& [name, shape] : config.expected_tensors()) {
-    Tensor value = testing::random_normal(shape, rng, 0.05f);
-    if (shape.size() == 1 && name.find("norm") != std::string::npos && name.ends_with(".weight"))
-      for (float& v : value.floats()) v += 1.0f;
-    store.add(name, std::move(value), "random");
-  }
-  return store;
+  return testing::random_dit_weights(config, rng, 0.05f);
 }
 
-struct CallInputs {
-  Tensor x, y, context;
-  double timestep = 0;
-  DitInputs get() const { return {.x = &x, .y = &y, .timestep = timestep, .context = &context}; }
-};
+using CallInputs = testing::DitCall;
 
 CallInputs random_inputs(const DitConfig& c, std::mt19937_64& rng, double timestep) {
-  const int64_t frames = 3, height = 10, width = 14;  // 3 × 5 × 7 = 105 tokens
-  return {testing::random_normal({c.out_dim, frames, height, width}, rng),
-          testing::random_normal({c.in_dim - c.out_dim, frames, height, width}, rng),
-          testing::random_normal({37, c.text_dim}, rng), timestep};
+  return testing::random_dit_call(c, rng, timestep, 3, 10, 14, 37);  // 3 × 5 × 7 = 105 tokens
 }
 
 // Bit-for-bit equality of two host F32 tensors; the message names the first difference.

@@ -33,22 +33,8 @@ namespace {
 
 #ifdef WANRT_HAVE_CUDA
 using testing::random_normal;
+using testing::error_of;
 using testing::relative_error;
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "<no error thrown>";
-}
-
-#define EXPECT_ERROR_MENTIONS(statement, text)                                  \
-  do {                                                                          \
-    const std::string wanrt_message = error_of([&] { (void)(statement); });      \
-    EXPECT_NE(wanrt_message.find(text), std::string::npos) << wanrt_message;    \
-  } while (0)
 
 // Exact equality of two host tensors after widening to F32 (bit patterns, so -0 ≠ +0).
 ::testing::AssertionResult bit_equal(const Tensor& actual, const Tensor& expected) {

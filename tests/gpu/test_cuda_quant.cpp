@@ -38,22 +38,8 @@ namespace {
 
 #ifdef WANRT_HAVE_CUDA
 using testing::random_normal;
+using testing::error_of;
 using testing::relative_error;
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "<no error thrown>";
-}
-
-#define EXPECT_ERROR_MENTIONS(statement, text)                                  \
-  do {                                                                          \
-    const std::string wanrt_message = error_of([&] { (void)(statement); });      \
-    EXPECT_NE(wanrt_message.find(text), std::string::npos) << wanrt_message;    \
-  } while (0)
 
 Tensor rounded(const Tensor& host, DType dtype) { return host.to(dtype).to(DType::F32); }
 

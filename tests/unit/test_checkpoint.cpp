@@ -52,16 +52,7 @@ TensorStore random_store(const ExpectedTensors& expected, std::mt19937_64& rng,
   return store;
 }
 
-template <typename Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected a wanrt::Error";
-  return "";
-}
+using testing::error_of;
 
 // ---- component configurations ----
 

@@ -16,6 +16,7 @@
 #include "io/tensor_store.h"
 #include "model/dit.h"
 #include "model/dit_graph.h"
+#include "dit_test_support.h"
 #include "test_support.h"
 
 namespace wanrt {
@@ -37,27 +38,14 @@ DitConfig tiny_config() {
 }
 
 TensorStore random_weights(const DitConfig& config, std::mt19937_64& rng) {
-  TensorStore store;
-  for (const auto& [name, shape] : config.expected_tensors()) {
-    Tensor value = testing::random_normal(shape, rng, 0.2f);
-    if (shape.size() == 1 && name.find("norm") != std::string::npos && name.ends_with(".weight"))
-      for (float& v : value.floats()) v += 1.0f;
-    store.add(name, std::move(value), "random");
-  }
-  return store;
+  return testing::random_dit_weights(config, rng, 0.2f);
 }
 
-struct CallInputs {
-  Tensor x, y, context;
-  double timestep = 0;
-  DitInputs get() const { return {.x = &x, .y = &y, .timestep = timestep, .context = &context}; }
-};
+using CallInputs = testing::DitCall;
 
 CallInputs random_inputs(const DitConfig& c, std::mt19937_64& rng, double timestep,
                          int64_t frames = 2, int64_t height = 4, int64_t width = 6) {
-  return {testing::random_normal({c.out_dim, frames, height, width}, rng),
-          testing::random_normal({c.in_dim - c.out_dim, frames, height, width}, rng),
-          testing::random_normal({5, c.text_dim}, rng), timestep};
+  return testing::random_dit_call(c, rng, timestep, frames, height, width, 5);
 }
 
 // The stand-in: a "graph" is the region itself, run again at each replay.

@@ -12,6 +12,7 @@
 #include "model/dit.h"
 #include "parallel/communicator.h"
 #include "pipeline/dit_runner.h"
+#include "dit_test_support.h"
 #include "test_support.h"
 
 namespace wanrt {
@@ -35,29 +36,14 @@ DitConfig tiny_config() {
 }
 
 TensorStore random_weights(const DitConfig& config, std::mt19937_64& rng) {
-  TensorStore store;
-  for (const auto& [name, shape] : config.expected_tensors()) {
-    Tensor value = testing::random_normal(shape, rng, 0.2f);
-    // Norm gains near 1, as trained models keep them.
-    if (shape.size() == 1 && name.find("norm") != std::string::npos && name.ends_with(".weight"))
-      for (float& v : value.floats()) v += 1.0f;
-    store.add(name, std::move(value), "random");
-  }
-  return store;
+  return testing::random_dit_weights(config, rng, 0.2f);
 }
 
-// One DiT call's inputs: latent, conditioning, text; the tensors live in the struct.
-struct CallInputs {
-  Tensor x, y, context;
-  double timestep = 0;
-  DitInputs get() const { return {.x = &x, .y = &y, .timestep = timestep, .context = &context}; }
-};
+using CallInputs = testing::DitCall;
 
 CallInputs random_inputs(const DitConfig& c, std::mt19937_64& rng, double timestep,
                          int64_t frames = 3, int64_t height = 6, int64_t width = 8) {
-  return {testing::random_normal({c.out_dim, frames, height, width}, rng),
-          testing::random_normal({c.in_dim - c.out_dim, frames, height, width}, rng),
-          testing::random_normal({5, c.text_dim}, rng), timestep};
+  return testing::random_dit_call(c, rng, timestep, frames, height, width, 5);
 }
 
 // A policy that skips every call it may: a flat table never accumulates error, K is large,

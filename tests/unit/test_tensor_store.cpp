@@ -19,15 +19,7 @@ Shape random_shape(std::mt19937_64& rng) {
   return shape;
 }
 
-std::string error_of(const std::function<void()>& action) {
-  try {
-    action();
-  } catch (const Error& error) {
-    return error.what();
-  }
-  ADD_FAILURE() << "expected a wanrt::Error";
-  return {};
-}
+using testing::error_of;
 
 void expect_contains(const std::string& message, std::initializer_list<std::string> words) {
   for (const auto& word : words)
