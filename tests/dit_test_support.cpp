@@ -7,6 +7,21 @@
 
 namespace wanrt::testing {
 
+DitConfig tiny_i2v_dit_config() {
+  DitConfig c;
+  c.model_type = "i2v";
+  c.in_dim = 36;
+  c.out_dim = 16;
+  c.dim = 64;
+  c.ffn_dim = 96;
+  c.freq_dim = 32;
+  c.text_dim = 24;
+  c.text_len = 16;
+  c.num_heads = 2;
+  c.num_layers = 2;
+  return c;
+}
+
 TensorStore random_dit_weights(const DitConfig& config, std::mt19937_64& rng, float stddev) {
   TensorStore store;
   for (const auto& [name, shape] : config.expected_tensors()) {

@@ -11,6 +11,10 @@
 
 namespace wanrt::testing {
 
+// A tiny I2V expert: dim 64, 2 heads of 32 (RoPE slots 6 / 5 / 5), FFN 96, 2 blocks, text
+// 24 wide and up to 16 rows; in 36 channels (16 latent + 20 conditioning), out 16.
+DitConfig tiny_i2v_dit_config();
+
 // Every tensor `config` expects, N(0, stddev²); norm gains near 1, as trained models keep them.
 TensorStore random_dit_weights(const DitConfig& config, std::mt19937_64& rng, float stddev);
 

@@ -20,20 +20,7 @@ namespace {
 
 using testing::relative_error;
 
-DitConfig tiny_config() {
-  DitConfig c;
-  c.model_type = "i2v";
-  c.in_dim = 36;
-  c.out_dim = 16;
-  c.dim = 64;
-  c.ffn_dim = 96;
-  c.freq_dim = 32;
-  c.text_dim = 24;
-  c.text_len = 16;
-  c.num_heads = 2;  // head_dim 32: RoPE slots 6 / 5 / 5
-  c.num_layers = 2;
-  return c;
-}
+DitConfig tiny_config() { return testing::tiny_i2v_dit_config(); }
 
 TensorStore random_weights(const DitConfig& config, std::mt19937_64& rng) {
   return testing::random_dit_weights(config, rng, 0.2f);
