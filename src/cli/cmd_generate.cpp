@@ -383,7 +383,10 @@ int run_generate(GenerateOptions options) {
               << options.magcache_calibrate << "\n";
   if (quantize != Quantization::None)
     std::cout << "  weights     " << quantization_name(quantize)
-              << " weight-only quantization of the experts' block linear layers\n";
+              << (quantize == Quantization::Fp8
+                      ? " quantization of the experts' block linear layers (weights per output "
+                        "channel; on CUDA the activations too, per token, for the FP8 GEMMs)\n"
+                      : " weight-only quantization of the experts' block linear layers\n");
   std::cout << "  output      " << options.save_file << "\n";
   if (magcache_settings_given && !use_magcache)
     std::cout << "Note: the MagCache settings change nothing without --use_magcache.\n";
@@ -763,7 +766,8 @@ Subcommand add_generate_command(CLI::App& app) {
                       "--noise_file)");
   command->add_option("--quantize", options->quantize,
                       "weight-only quantization of both experts' block linear layers, per output "
-                      "channel, computed at load: False, True (= int8), int8 or fp8. A checkpoint "
+                      "channel, computed at load: False, True (= int8), int8 or fp8 (on CUDA fp8 "
+                      "also rounds each activation row to E4M3 for the FP8 GEMMs). A checkpoint "
                       "written by `wanrt quantize` runs quantized as stored")
       ->capture_default_str();
   command->add_option("--save_latent", options->save_latent,
