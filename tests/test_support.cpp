@@ -3,6 +3,7 @@
 #include "core/error.h"
 
 #include <cmath>
+#include <cstring>
 #include <cstdlib>
 #include <filesystem>
 
@@ -97,6 +98,29 @@ std::string error_of(const std::function<void()>& action) {
   }
   ADD_FAILURE() << "expected a wanrt::Error";
   return {};
+}
+
+::testing::AssertionResult bitwise_equal(const Tensor& actual, const Tensor& expected) {
+  if (actual.shape() != expected.shape() || actual.dtype() != expected.dtype())
+    return ::testing::AssertionFailure() << actual.describe() << " vs " << expected.describe();
+  WANRT_CHECK(actual.device() == Device::Host && expected.device() == Device::Host &&
+                  actual.is_contiguous() && expected.is_contiguous(),
+              "bitwise_equal compares contiguous host tensors, got ", actual.describe(), " and ",
+              expected.describe());
+  if (std::memcmp(actual.raw(), expected.raw(), actual.nbytes()) == 0) return ::testing::AssertionSuccess();
+  if (actual.dtype() == DType::F32) {
+    const auto a = actual.floats(), e = expected.floats();
+    for (size_t i = 0; i < a.size(); ++i)
+      if (std::memcmp(&a[i], &e[i], sizeof(float)) != 0)
+        return ::testing::AssertionFailure()
+               << "first difference at element " << i << ": " << a[i] << " vs " << e[i]
+               << " (relative error of the whole tensor " << relative_error(actual, expected) << ")";
+  }
+  const auto* a = static_cast<const unsigned char*>(actual.raw());
+  const auto* e = static_cast<const unsigned char*>(expected.raw());
+  size_t i = 0;
+  while (a[i] == e[i]) ++i;
+  return ::testing::AssertionFailure() << "first difference at byte " << i << " of " << actual.describe();
 }
 
 }  // namespace wanrt::testing

@@ -42,6 +42,9 @@ Tensor poisoned(Shape shape);
 
 // ‖a − b‖ / ‖b‖ over all elements, in double; NaN anywhere gives +inf.
 double relative_error(const Tensor& actual, const Tensor& expected);
+// Bit-for-bit equality of two host tensors (shape, dtype and bytes; NaN equals the same NaN).
+// The failure message names the first differing element (F32) or byte, and the relative error.
+::testing::AssertionResult bitwise_equal(const Tensor& actual, const Tensor& expected);
 // A temporary folder unique to this test, removed at exit of the process.
 std::string temp_dir();
 

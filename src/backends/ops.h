@@ -84,12 +84,43 @@ class GraphCapture {
   virtual void copy_(Tensor& dst, const Tensor& src) = 0;
 };
 
+// Keeping weights in page-locked host memory while they are not needed, and bringing them
+// back to the device overlapped with work (--offload_model), an optional capability of a
+// backend whose weights live in device memory: Ops::weight_parking() returns null where it is
+// missing (the CPU backend, whose weights are host memory already).
+//
+// Why page-locked: the copy engines read it directly at PCIe speed (~50 GB/s on an H100 host)
+// while the GPU computes, where a copy from pageable memory (a memory-mapped checkpoint) goes
+// through the host CPU and blocks it. Why tickets: an expert brought in block by block can
+// start its first forward when its first block has arrived; each block's ops wait, on the
+// device, for that block's copies only (the host never blocks).
+class WeightParking {
+ public:
+  virtual ~WeightParking() = default;
+  // A copy of a backend tensor in page-locked host memory, bit for bit (same dtype and shape;
+  // a row-scaled tensor keeps its scales). Returns when the copy is complete. Fails with a
+  // clear error when the host cannot lock that much memory.
+  virtual Tensor park(const Tensor& weight) = 0;
+  // A new backend tensor that will hold a parked tensor's bytes. The copy is queued on a copy
+  // engine and runs while later ops run: the tensor may not be read by an op before a ticket
+  // that covers it has been awaited.
+  virtual Tensor unpark(const Tensor& parked) = 0;
+  // A ticket for every unpark() queued so far.
+  virtual uint64_t arrival() = 0;
+  // Ops queued after this call wait (on the device; the host does not block) until the copies
+  // `ticket` covers are complete. Awaiting a ticket already awaited costs nothing, so a
+  // captured graph never holds such a wait.
+  virtual void await(uint64_t ticket) = 0;
+};
+
 class Ops {
  public:
   virtual ~Ops() = default;
   virtual std::string name() const = 0;
   // Graph capture where the backend supports it and it is switched on; null otherwise.
   virtual GraphCapture* graph_capture() { return nullptr; }
+  // Parking weights in host memory where the backend supports it; null otherwise.
+  virtual WeightParking* weight_parking() { return nullptr; }
 
   // ---- memory ----
   // A host tensor (any float dtype) into backend memory as an activation.

@@ -69,16 +69,19 @@ WanModel WanModel::load(const DitConfig& config, const TensorStore& weights, Ops
               "the float checkpoint");
   model.quantization_ = stored != Quantization::None ? stored : options.quantize;
   const int64_t dim = config.dim;
-  auto tensor = [&](const std::string& name) { return ops.upload_weight(weights.get(name)); };
+  // Where a weight goes once the backend has it: stays there, or is parked in host memory.
+  auto place = [&](Tensor weight) { return options.park ? options.park->park(weight) : weight; };
+  auto tensor = [&](const std::string& name) { return place(ops.upload_weight(weights.get(name))); };
   auto linear = [&](const std::string& name) {
     return Linear{tensor(name + ".weight"), tensor(name + ".bias")};
   };
   // The blocks' linear layers: the one place the weight format is chosen.
   auto block_linear = [&](const std::string& name) {
     if (model.quantization_ == Quantization::None) return linear(name);
-    return Linear{ops.quantize_weight(weights.get(name + ".weight"), quantization_dtype(model.quantization_)),
+    return Linear{place(ops.quantize_weight(weights.get(name + ".weight"), quantization_dtype(model.quantization_))),
                   tensor(name + ".bias")};
   };
+  model.parked_ = options.park != nullptr;
   auto attention = [&](const std::string& name) {
     return Attention{block_linear(name + ".q"), block_linear(name + ".k"),
                      block_linear(name + ".v"), block_linear(name + ".o"),
@@ -86,7 +89,7 @@ WanModel WanModel::load(const DitConfig& config, const TensorStore& weights, Ops
   };
   const int64_t patch_features =
       config.in_dim * config.patch_size[0] * config.patch_size[1] * config.patch_size[2];
-  model.patch_embedding = {ops.upload_weight(weights.get("patch_embedding.weight").reshape({dim, patch_features})),
+  model.patch_embedding = {place(ops.upload_weight(weights.get("patch_embedding.weight").reshape({dim, patch_features}))),
                            tensor("patch_embedding.bias")};
   model.text_embedding_0 = linear("text_embedding.0");
   model.text_embedding_2 = linear("text_embedding.2");
@@ -96,7 +99,7 @@ WanModel WanModel::load(const DitConfig& config, const TensorStore& weights, Ops
   for (int64_t i = 0; i < config.num_layers; ++i) {
     const std::string prefix = "blocks." + std::to_string(i);
     Block block;
-    block.modulation = ops.upload_weight(weights.get(prefix + ".modulation").reshape({6, dim}));
+    block.modulation = place(ops.upload_weight(weights.get(prefix + ".modulation").reshape({6, dim})));
     block.self_attn = attention(prefix + ".self_attn");
     block.norm3_weight = tensor(prefix + ".norm3.weight");
     block.norm3_bias = tensor(prefix + ".norm3.bias");
@@ -105,9 +108,69 @@ WanModel WanModel::load(const DitConfig& config, const TensorStore& weights, Ops
     block.ffn_down = block_linear(prefix + ".ffn.2");
     model.blocks.push_back(std::move(block));
   }
-  model.head_modulation = ops.upload_weight(weights.get("head.modulation").reshape({2, dim}));
+  model.head_modulation = place(ops.upload_weight(weights.get("head.modulation").reshape({2, dim})));
   model.head_linear = linear("head.head");
   return model;
+}
+
+template <typename Fn, typename AfterGroup>
+void WanModel::for_each_weight(Fn&& fn, AfterGroup&& after_group) {
+  auto linear = [&](Linear& l) {
+    fn(l.weight);
+    fn(l.bias);
+  };
+  auto attention = [&](Attention& a) {
+    for (Linear* l : {&a.q, &a.k, &a.v, &a.o}) linear(*l);
+    fn(a.norm_q);
+    fn(a.norm_k);
+  };
+  for (Linear* l : {&patch_embedding, &text_embedding_0, &text_embedding_2, &time_embedding_0,
+                    &time_embedding_2, &time_projection, &head_linear})
+    linear(*l);
+  fn(head_modulation);
+  after_group(size_t{0});
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    Block& block = blocks[i];
+    fn(block.modulation);
+    attention(block.self_attn);
+    fn(block.norm3_weight);
+    fn(block.norm3_bias);
+    attention(block.cross_attn);
+    linear(block.ffn_up);
+    linear(block.ffn_down);
+    after_group(i + 1);
+  }
+}
+
+WanModel WanModel::parked(WeightParking& parking) const {
+  WANRT_CHECK(!parked_, "DiT: parked() of a model that is already parked");
+  WanModel copy = *this;
+  copy.for_each_weight([&](Tensor& weight) { weight = parking.park(weight); }, [](size_t) {});
+  copy.parked_ = true;
+  copy.arrivals_.clear();
+  copy.identity_ = std::make_shared<const int>(0);
+  return copy;
+}
+
+WanModel WanModel::unparked(WeightParking& parking) const {
+  WANRT_CHECK(parked_, "DiT: unparked() of a model whose weights are not parked");
+  WanModel copy = *this;
+  copy.arrivals_.clear();
+  copy.for_each_weight([&](Tensor& weight) { weight = parking.unpark(weight); },
+                       [&](size_t) { copy.arrivals_.push_back(parking.arrival()); });
+  copy.parked_ = false;
+  copy.identity_ = std::make_shared<const int>(0);  // new device addresses: new graphs
+  return copy;
+}
+
+void WanModel::await_weights(Ops& ops, size_t group) const {
+  WANRT_CHECK(!parked_, "DiT: this model's weights are parked in host memory; bring them to the "
+              "device first (unparked())");
+  if (arrivals_.empty()) return;
+  WeightParking* parking = ops.weight_parking();
+  WANRT_CHECK(parking, "DiT: this model's weights were brought in by weight parking, which the ",
+              ops.name(), " backend does not have");
+  parking->await(arrivals_.at(group));
 }
 
 Tensor WanModel::forward(Ops& ops, const DitInputs& inputs, const DitTrace* trace) const {
@@ -140,6 +203,7 @@ DitConditioning WanModel::prepare(Ops& ops, const DitInputs& in, const DitTrace*
 
 DitConditioning WanModel::prepare_for_head(Ops& ops, const DitInputs& in, const DitTrace* trace) const {
   const DitConfig& c = config_;
+  await_weights(ops, 0);
   WANRT_CHECK(in.x && in.context, "DiT: the latent x and the text context are required");
   const Tensor& x = *in.x;
   WANRT_CHECK(x.dim() == 4 && x.size(0) == c.out_dim, "DiT: latent ", x.describe(),
@@ -235,6 +299,7 @@ Tensor WanModel::run_blocks(Ops& ops, const DitConditioning& cond, const DitTrac
   const auto eps = static_cast<float>(c.eps);
   Tensor x = ops.rows(cond.x0, 0, cond.local_tokens);  // [S, D] the float32 residual stream
   for (size_t i = 0; i < blocks.size(); ++i) {
+    await_weights(ops, i + 1);
     const Block& block = blocks[i];
     const std::string name = "block" + std::to_string(i);
     const Tensor mod = ops.add(block.modulation, cond.e0);  // [6, D]
@@ -303,6 +368,7 @@ Tensor WanModel::cross_attention(Ops& ops, const Attention& attn, const Tensor& 
 Tensor WanModel::head(Ops& ops, const Tensor& x, const DitConditioning& cond,
                       const DitTrace* trace) const {
   const DitConfig& c = config_;
+  await_weights(ops, 0);
   const Tensor mod = ops.add(head_modulation, cond.e);  // [2, D]
   const Tensor normed = ops.layer_norm_modulate(x, vector_row(ops, mod, 0), vector_row(ops, mod, 1),
                                                 static_cast<float>(c.eps), /*full_precision=*/true);

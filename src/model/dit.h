@@ -56,6 +56,10 @@ struct DitLoadOptions {
   // at load from the float checkpoint. A checkpoint that is already quantized loads as it is
   // (None, or the same scheme, accepts it; the other scheme is an error).
   Quantization quantize = Quantization::None;
+  // Load straight into page-locked host memory (--offload_model, WeightParking in ops.h): each
+  // weight is uploaded, converted or quantized by the backend and parked at once, so the device
+  // never holds more than one of them. The model is then parked(); unparked() brings it in.
+  WeightParking* park = nullptr;
 };
 
 class WanModel {
@@ -88,6 +92,16 @@ class WanModel {
   // last copy is gone. A captured graph of the blocks is valid for one identity only.
   std::weak_ptr<const void> weights_identity() const { return identity_; }
 
+  // --offload_model with a backend that parks weights (Ops::weight_parking). parked(): a copy of
+  // this model with every weight in page-locked host memory (this model keeps its own).
+  // unparked(): a copy with every weight back on the device, all copies queued and none waited
+  // for: prepare(), prepare_for_head() and head() await the weights outside the blocks (brought
+  // first), and run_blocks() awaits each block's weights just before that block, so the first
+  // forward starts as soon as block 0 is in and later blocks arrive while earlier ones compute.
+  WanModel parked(WeightParking& parking) const;
+  WanModel unparked(WeightParking& parking) const;
+  bool is_parked() const { return parked_; }
+
  private:
   struct Linear {
     Tensor weight;  // [out, in]
@@ -110,10 +124,20 @@ class WanModel {
   Tensor cross_attention(Ops& ops, const Attention& attn, const Tensor& c,
                          const Tensor& context) const;
   Tensor rope_table(Ops& ops, const DitConditioning& cond) const;
+  // Every weight, the ones outside the blocks first, then block by block; `after_group(g)` runs
+  // after group g (0: outside the blocks, i + 1: block i).
+  template <typename Fn, typename AfterGroup>
+  void for_each_weight(Fn&& fn, AfterGroup&& after_group);
+  // Awaits the arrival of weight group g (see unparked()); nothing once it has arrived.
+  void await_weights(Ops& ops, size_t group) const;
 
   DitConfig config_;
   Quantization quantization_ = Quantization::None;
   std::shared_ptr<const int> identity_ = std::make_shared<const int>(0);
+  bool parked_ = false;
+  // Tickets (WeightParking::arrival) of the weight groups of an unparked() model; empty for a
+  // model loaded resident. Awaiting one again later costs nothing.
+  std::vector<uint64_t> arrivals_;
   Linear patch_embedding;  // weight reshaped to [D, in_dim·pt·ph·pw]
   Linear text_embedding_0, text_embedding_2;
   Linear time_embedding_0, time_embedding_2;

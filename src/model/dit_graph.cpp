@@ -41,9 +41,12 @@ DitGraphShape DitGraphShape::of(const DitConditioning& cond) {
 
 DitGraphs::DitGraphs(Ops& ops, GraphCapture& capture) : ops_(&ops), capture_(&capture) {}
 
-DitGraphs::Entry& DitGraphs::entry_for(const WanModel& expert, const DitConditioning& cond) {
-  // Graphs of experts whose weights are gone can never run again.
+void DitGraphs::drop_gone_experts() {
   entries_.remove_if([](const Entry& e) { return e.expert.expired(); });
+}
+
+DitGraphs::Entry& DitGraphs::entry_for(const WanModel& expert, const DitConditioning& cond) {
+  drop_gone_experts();  // their graphs can never run again
   const std::weak_ptr<const void> identity = expert.weights_identity();
   const DitGraphShape shape = DitGraphShape::of(cond);
   for (auto it = entries_.begin(); it != entries_.end(); ++it) {

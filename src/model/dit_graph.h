@@ -88,6 +88,9 @@ class DitGraphs {
   size_t entries() const { return entries_.size(); }
   // Drops every graph and static buffer (frees their memory).
   void clear() { entries_.clear(); }
+  // Drops the graphs of experts whose weights are gone (an offloaded expert), freeing their
+  // memory now rather than at the next call.
+  void drop_gone_experts();
 
  private:
   struct Entry {

@@ -66,6 +66,11 @@ class DitRunner {
   bool uses_magcache() const { return policy_.has_value(); }
   // The captured graphs of the blocks; null where the backend has none (or several ranks).
   const DitGraphs* graphs() const { return graphs_.get(); }
+  // Frees the graphs (and their activation memory) of experts that are gone; the pipeline calls
+  // it when --offload_model drops an expert, before the next one arrives.
+  void drop_gone_experts() {
+    if (graphs_) graphs_->drop_gone_experts();
+  }
 
   // Calibration: the ratio of every call from 2 on (entry j belongs to call j + 2), the
   // layout of a ratio table (save_mag_ratios). Empty when not calibrating.

@@ -81,7 +81,13 @@ struct I2VPipeline::Impl {
   std::unique_ptr<WanVae> vae;
   DitConfig high_config, low_config;
   std::unique_ptr<WanModel> high_noise, low_noise;  // null while offloaded
-  // Offloading: the host side of what may leave the device (memory-mapped, so "host memory"
+  // Offloading. Where the backend parks weights (Ops::weight_parking: CUDA), both experts wait
+  // in page-locked host memory in the device's format (bf16, or int8/fp8 codes), and the one
+  // needed next is brought in block by block under its first step. Elsewhere, or where the host
+  // could not lock that much memory, an expert is loaded again from the checkpoint.
+  WeightParking* parking = nullptr;
+  std::unique_ptr<WanModel> high_parked, low_parked;
+  // The host side of what is reloaded from the checkpoint (memory-mapped, so "host memory"
   // costs page cache rather than a copy).
   std::optional<TensorStore> t5_weights, high_weights, low_weights;
   double load_seconds = 0;
@@ -97,30 +103,69 @@ struct I2VPipeline::Impl {
     if (options.checkpoint) options.checkpoint();
   }
 
-  std::unique_ptr<WanModel> load_expert(bool high) const {
+  std::unique_ptr<WanModel> load_expert(bool high, WeightParking* park = nullptr) const {
     const TensorStore& weights = high ? *high_weights : *low_weights;
     return std::make_unique<WanModel>(
         WanModel::load(high ? high_config : low_config, weights, *ops,
-                       {.quantize = options.quantize}));
+                       {.quantize = options.quantize, .park = park}));
   }
-  // Makes the expert resident, freeing the other first when offloading; returns the seconds
-  // spent bringing weights in (0 when it already was resident).
-  double ensure_expert(bool high) {
+  // --offload_model at load: parks both experts in page-locked host memory (the high-noise one
+  // is resident already: copied out; the low-noise one goes there straight from the
+  // checkpoint). Where the host cannot lock that much, the experts are reloaded from the
+  // checkpoint instead, and the log says so.
+  void park_experts() {
+    parking = ops->weight_parking();
+    if (!parking) return;
+    const auto start = Clock::now();
+    try {
+      low_parked = load_expert(false, parking);
+      high_parked = std::make_unique<WanModel>(high_noise->parked(*parking));
+    } catch (const Error& error) {
+      high_parked.reset();
+      low_parked.reset();
+      parking = nullptr;
+      log(str_cat("--offload_model: the experts could not be parked in page-locked host memory, so "
+                  "the idle one is loaded again from the checkpoint when needed (slower): ",
+                  error.what()));
+      return;
+    }
+    log(str_cat("--offload_model: both experts parked in page-locked host memory in ",
+                seconds_since(start), " s; the idle one is brought in block by block during its "
+                "first step"));
+  }
+  // Makes the expert resident, freeing the other first when offloading; returns the host
+  // seconds spent bringing weights in (0 when it already was resident). From parked weights
+  // that is only the queueing of the copies: they run under the first step, which waits for
+  // each block's weights just before that block.
+  double ensure_expert(bool high, DitRunner& runner) {
     std::unique_ptr<WanModel>& wanted = high ? high_noise : low_noise;
     if (wanted) return 0;
     std::unique_ptr<WanModel>& other = high ? low_noise : high_noise;
     const char* name = high ? "high-noise expert" : "low-noise expert";
     const char* other_name = high ? "low-noise expert" : "high-noise expert";
     const bool freed = other != nullptr;
-    other.reset();  // its device weights go before the next expert's arrive
+    other.reset();  // its device weights, and its graphs' memory, go before the next expert's arrive
+    runner.drop_gone_experts();
+    const std::string freed_note =
+        freed ? str_cat("; the ", other_name, " was freed and waits in ",
+                        parking ? "page-locked " : "", "host memory")
+              : "";
+    if (const WanModel* parked = high ? high_parked.get() : low_parked.get()) {
+      const auto start = Clock::now();
+      wanted = std::make_unique<WanModel>(parked->unparked(*parking));
+      const double seconds = seconds_since(start);
+      log(str_cat("--offload_model: ", name, " queued for the device from page-locked host memory in ",
+                  static_cast<int64_t>(std::lround(seconds * 1000)), " ms; its blocks arrive during "
+                  "its first step", freed_note));
+      return seconds;
+    }
     barrier();
     const auto start = Clock::now();
     wanted = load_expert(high);
     barrier();
     const double seconds = seconds_since(start);
     log(str_cat("--offload_model: ", name, " brought to the device in ",
-                static_cast<int64_t>(std::lround(seconds * 1000)), " ms",
-                freed ? str_cat("; the ", other_name, " was freed and waits in host memory") : ""));
+                static_cast<int64_t>(std::lround(seconds * 1000)), " ms", freed_note));
     return seconds;
   }
   // The T5 encoder on its backend, loaded again when offloading freed it.
@@ -138,8 +183,9 @@ struct I2VPipeline::Impl {
     std::vector<std::string> resident, waiting;
     if (text_ops == ops) (t5 ? resident : waiting).push_back("T5 encoder");
     resident.push_back("VAE");
-    (high_noise ? resident : waiting).push_back("high-noise expert");
-    (low_noise ? resident : waiting).push_back("low-noise expert");
+    const char* parked_note = parking ? " (page-locked)" : "";
+    (high_noise ? resident : waiting).push_back(str_cat("high-noise expert", high_noise ? "" : parked_note));
+    (low_noise ? resident : waiting).push_back(str_cat("low-noise expert", low_noise ? "" : parked_note));
     auto join = [](const std::vector<std::string>& parts) {
       std::string text;
       for (const std::string& part : parts) text += (text.empty() ? "" : ", ") + part;
@@ -184,16 +230,25 @@ std::unique_ptr<I2VPipeline> I2VPipeline::load(const std::string& checkpoint_dir
   m.low_weights.emplace(load_expert_weights(m.layout.low_noise, m.low_config));
   m.high_noise = m.load_expert(true);  // the first expert every video needs
   m.quantization = m.high_noise->quantization();
+  auto check_same_quantization = [&](const WanModel& low) {
+    WANRT_CHECK(low.quantization() == m.quantization, "the high-noise expert's weights are ",
+                quantization_name(m.quantization), " but the low-noise expert's are ",
+                quantization_name(low.quantization()), "; quantize both (wanrt quantize) or neither");
+  };
   if (!m.options.offload) {
     m.low_noise = m.load_expert(false);
-    WANRT_CHECK(m.low_noise->quantization() == m.quantization, "the high-noise expert's weights are ",
-                quantization_name(m.quantization), " but the low-noise expert's are ",
-                quantization_name(m.low_noise->quantization()),
-                "; quantize both (wanrt quantize) or neither");
+    check_same_quantization(*m.low_noise);
     // Nothing is reloaded later: the host-side views may go (their mappings close).
     m.t5_weights.reset();
     m.high_weights.reset();
     m.low_weights.reset();
+  } else {
+    m.park_experts();
+    if (m.low_parked) {
+      check_same_quantization(*m.low_parked);
+      m.high_weights.reset();  // the experts come back from their parked copies
+      m.low_weights.reset();
+    }
   }
   WANRT_CHECK(m.high_config.out_dim == m.vae->config.z_dim, "the DiT predicts ",
               m.high_config.out_dim, " latent channels but the VAE has ", m.vae->config.z_dim);
@@ -334,7 +389,7 @@ I2VResult I2VPipeline::generate(const I2VRequest& request, const DenoiseProgress
   for (int k = 0; k < scheduler->num_steps(); ++k) {
     const int64_t t = scheduler->current_timestep();
     const bool high = static_cast<double>(t) >= request.boundary * 1000.0;
-    result.times.offload += m.ensure_expert(high);
+    result.times.offload += m.ensure_expert(high, runner);
     const auto step_start = Clock::now();
     const WanModel& expert = high ? *m.high_noise : *m.low_noise;
     const double guide = high ? request.guide_high : request.guide_low;

@@ -202,10 +202,7 @@ Tensor read_latent(const std::string& path) {
   return contents.tensors.get("latent").clone();
 }
 
-bool bit_identical(const Tensor& a, const Tensor& b) {
-  return a.shape() == b.shape() && a.dtype() == b.dtype() &&
-         std::memcmp(a.raw(), b.raw(), a.nbytes()) == 0;
-}
+using testing::bitwise_equal;
 
 class GenerateGolden : public ::testing::Test {
  protected:
@@ -308,7 +305,7 @@ TEST_F(GenerateGolden, NoiseFileIsDeterministicAndSeedsDiffer) {
                                             out("seed11.safetensors")}));
   ASSERT_EQ(run.status, 0) << run.out << run.err;
   const Tensor saved_noise = read_safetensors(out("noise11.safetensors")).tensors.get("noise").clone();
-  EXPECT_TRUE(bit_identical(saved_noise, seeded_noise({16, 2, 8, 6}, 11)))
+  EXPECT_TRUE(bitwise_equal(saved_noise, seeded_noise({16, 2, 8, 6}, 11)))
       << "--save_noise did not write seeded_noise(shape, --base_seed)";
 
   for (const char* again : {"again1.safetensors", "again2.safetensors"}) {
@@ -319,15 +316,15 @@ TEST_F(GenerateGolden, NoiseFileIsDeterministicAndSeedsDiffer) {
   const Tensor seeded = read_latent(out("seed11.safetensors"));
   const Tensor first = read_latent(out("again1.safetensors"));
   const Tensor second = read_latent(out("again2.safetensors"));
-  EXPECT_TRUE(bit_identical(first, second)) << "the same noise file gave different latents";
-  EXPECT_TRUE(bit_identical(seeded, first)) << "the saved noise did not reproduce its seeded run";
+  EXPECT_TRUE(bitwise_equal(first, second)) << "the same noise file gave different latents";
+  EXPECT_TRUE(bitwise_equal(seeded, first)) << "the saved noise did not reproduce its seeded run";
 
   // Seeds without any noise file: the pipeline's own noise.
   run = run_generate(plus(flags, {"--base_seed", "12", "--save_latent", out("seed12.safetensors")}));
   ASSERT_EQ(run.status, 0) << run.out << run.err;
   const Tensor other = read_latent(out("seed12.safetensors"));
   ASSERT_EQ(other.shape(), seeded.shape());
-  EXPECT_FALSE(bit_identical(other, seeded)) << "seeds 11 and 12 gave the same latent";
+  EXPECT_FALSE(bitwise_equal(other, seeded)) << "seeds 11 and 12 gave the same latent";
   EXPECT_GT(testing::relative_error(other, seeded), 1e-3);
 }
 

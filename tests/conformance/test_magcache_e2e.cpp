@@ -25,12 +25,7 @@ namespace {
 namespace fs = std::filesystem;
 using testing::relative_error;
 
-bool bit_identical(const Tensor& a, const Tensor& b) {
-  if (a.shape() != b.shape()) return false;
-  const auto x = a.floats(), y = b.floats();
-  return std::equal(x.begin(), x.end(), y.begin(), y.end(),
-                    [](float p, float q) { return std::memcmp(&p, &q, sizeof p) == 0; });
-}
+using testing::bitwise_equal;
 
 // The golden case's request, with its injected noise.
 struct GoldenCase {
@@ -179,14 +174,14 @@ TEST(MagCacheE2E, NeverSkippingMagCacheAndOffloadingLeaveTheVideoUnchanged) {
       MagCacheSettings{.threshold = 0.0, .max_skipped_calls = 2, .retention_ratio = 0.0};
   const I2VResult never_skips = pipeline->generate(c.request);
   EXPECT_EQ(never_skips.dit_calls.skipped, 0);
-  EXPECT_TRUE(bit_identical(never_skips.latent, plain.latent));
+  EXPECT_TRUE(bitwise_equal(never_skips.latent, plain.latent));
 
   c.request.magcache.reset();
   for (int video = 0; video < 2; ++video) {  // the second video brings the high-noise expert back
     messages.clear();
     const I2VResult offloaded = offloading->generate(c.request);
-    EXPECT_TRUE(bit_identical(offloaded.latent, plain.latent)) << "video " << video;
-    EXPECT_TRUE(bit_identical(offloaded.video, plain.video)) << "video " << video;
+    EXPECT_TRUE(bitwise_equal(offloaded.latent, plain.latent)) << "video " << video;
+    EXPECT_TRUE(bitwise_equal(offloaded.video, plain.video)) << "video " << video;
     std::string log;
     for (const std::string& m : messages) log += m + "\n";
     EXPECT_NE(log.find("T5 encoder freed"), std::string::npos) << log;
@@ -214,7 +209,7 @@ TEST(MagCacheE2E, OnePipelineForgetsThePreviousVideo) {
   const I2VResult between = pipeline->generate(c.request);  // leaves residuals and counters behind
   c.request.noise = &c.noise;
   const I2VResult again = pipeline->generate(c.request);
-  EXPECT_TRUE(bit_identical(again.latent, first.latent));
+  EXPECT_TRUE(bitwise_equal(again.latent, first.latent));
   EXPECT_EQ(again.dit_calls.skipped, first.dit_calls.skipped);
   EXPECT_EQ(between.dit_calls.skipped,
             first.dit_calls.skipped);  // the schedule is data-independent

@@ -61,20 +61,7 @@ CallInputs random_inputs(const DitConfig& c, std::mt19937_64& rng, double timest
   return testing::random_dit_call(c, rng, timestep, 3, 10, 14, 37);  // 3 × 5 × 7 = 105 tokens
 }
 
-// Bit-for-bit equality of two host F32 tensors; the message names the first difference.
-::testing::AssertionResult bitwise_equal(const Tensor& actual, const Tensor& expected) {
-  if (actual.shape() != expected.shape())
-    return ::testing::AssertionFailure() << actual.describe() << " vs " << expected.describe();
-  if (std::memcmp(actual.raw(), expected.raw(), actual.nbytes()) == 0)
-    return ::testing::AssertionSuccess();
-  const auto a = actual.floats(), e = expected.floats();
-  for (size_t i = 0; i < a.size(); ++i)
-    if (std::memcmp(&a[i], &e[i], sizeof(float)) != 0)
-      return ::testing::AssertionFailure()
-             << "first difference at " << i << ": " << a[i] << " vs " << e[i]
-             << " (relative error of the whole tensor " << testing::relative_error(actual, expected) << ")";
-  return ::testing::AssertionFailure() << "differs";
-}
+using testing::bitwise_equal;
 
 class CudaDitGraphTest : public ::testing::Test {
  protected:

@@ -128,9 +128,11 @@ TEST(CudaGolden, EndToEndEveryCase) {
   }
 }
 
-// --offload_model on the GPU: one expert resident at a time, the T5 encoder freed after
+// --offload_model on the GPU: one expert resident at a time, the idle one parked in
+// page-locked host memory and brought back under its first step, the T5 encoder freed after
 // encoding. The same kernels run on the same inputs, so the final latent must equal the
-// resident run's bit for bit; the log must show the experts actually moving.
+// resident run's bit for bit; the log must show the experts parked and actually moving, and no
+// fallback to reloading from the checkpoint.
 TEST(CudaGolden, OffloadModelGivesTheResidentResultBitForBit) {
   WANRT_REQUIRE_GPU();
   WANRT_REQUIRE_GOLDEN(golden);
@@ -161,7 +163,10 @@ TEST(CudaGolden, OffloadModelGivesTheResidentResultBitForBit) {
     return std::count_if(log.begin(), log.end(),
                          [&](const std::string& line) { return line.find(text) != std::string::npos; });
   };
-  EXPECT_GE(mentions("brought to the device"), 2) << "no expert was moved in: offloading did not happen";
+  EXPECT_EQ(mentions("both experts parked in page-locked host memory"), 1);
+  EXPECT_GE(mentions("queued for the device from page-locked host memory"), 2)
+      << "no expert was moved in: offloading did not happen";
+  EXPECT_EQ(mentions("brought to the device in"), 0) << "an expert was reloaded from the checkpoint";
   EXPECT_GE(mentions("T5 encoder freed"), 1);
 }
 

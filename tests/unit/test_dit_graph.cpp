@@ -61,9 +61,7 @@ class ReplayingCapture final : public GraphCapture {
   bool fail_next = false;
 };
 
-bool bitwise_equal(const Tensor& a, const Tensor& b) {
-  return a.shape() == b.shape() && std::memcmp(a.raw(), b.raw(), a.nbytes()) == 0;
-}
+using testing::bitwise_equal;
 
 class DitGraphTest : public ::testing::Test {
  protected:

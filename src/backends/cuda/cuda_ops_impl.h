@@ -11,6 +11,8 @@
 //   cuda_quant.cu         quantize_weight (int8 / fp8 weight-only quantization; linear takes the
 //                         quantized weights in cuda_linear.cpp)
 //   cuda_graph.cpp        graph_capture: capture, replay, copy_ (CUDA graphs)
+//   cuda_weight_parking.cpp  weight_parking: weights in page-locked host memory and back, on a
+//                         copy stream (--offload_model)
 // All work is queued on one stream (`stream()`); ops never synchronise except download().
 // Device memory comes from the stream-ordered pool (cudaMallocAsync / cudaFreeAsync on that
 // stream, release threshold unlimited), so per-op allocations cost nothing after the first
@@ -42,6 +44,39 @@ struct LoadStats {
   double seconds = 0;
 };
 
+class CudaOps;
+
+// Bytes moved by weight parking, for offload reports.
+struct ParkingStats {
+  uint64_t parked_bytes = 0;    // device -> page-locked host
+  uint64_t unparked_bytes = 0;  // page-locked host -> device
+};
+
+// WeightParking (ops.h) on CUDA; see cuda_weight_parking.cpp.
+class CudaWeightParking final : public WeightParking {
+ public:
+  explicit CudaWeightParking(CudaOps& ops);
+  ~CudaWeightParking() override;
+  CudaWeightParking(const CudaWeightParking&) = delete;
+  CudaWeightParking& operator=(const CudaWeightParking&) = delete;
+  Tensor park(const Tensor& weight) override;
+  Tensor unpark(const Tensor& parked) override;
+  uint64_t arrival() override;
+  void await(uint64_t ticket) override;
+  const ParkingStats& stats() const { return stats_; }
+
+ private:
+  Tensor park_bytes(const Tensor& weight);    // one plain tensor (codes or scales)
+  Tensor unpark_bytes(const Tensor& parked);
+  CudaOps& ops_;
+  cudaStream_t copy_stream_ = nullptr;
+  std::shared_ptr<CUstream_st> copy_stream_owner_;
+  cudaEvent_t handoff_ = nullptr;  // the op stream's point after an unpark's allocation
+  std::map<uint64_t, cudaEvent_t> pending_;  // tickets issued and not yet awaited
+  uint64_t issued_ = 0, awaited_ = 0;
+  ParkingStats stats_;
+};
+
 class CudaOps final : public Ops, public GraphCapture {
  public:
   CudaOps(const CudaOptions& options, std::shared_ptr<Communicator> comm);
@@ -65,6 +100,8 @@ class CudaOps final : public Ops, public GraphCapture {
   GraphCapture* graph_capture() override;
   std::unique_ptr<OpGraph> capture(const std::function<void()>& region) override;
   void copy_(Tensor& dst, const Tensor& src) override;
+  // WeightParking (cuda_weight_parking.cpp): created on first use.
+  WeightParking* weight_parking() override;
 
   Tensor upload(const Tensor& host) override;
   Tensor upload_weight(const Tensor& host) override;
@@ -129,6 +166,8 @@ class CudaOps final : public Ops, public GraphCapture {
   // Shared with every tensor's deleter: during capture a free becomes a graph node, which is
   // valid only for memory the graph allocated (cuda_graph.cpp).
   std::shared_ptr<GraphCaptureState> capture_state_;
+  // Last, so that it goes first: its destructor waits for its copy stream.
+  std::unique_ptr<CudaWeightParking> parking_;
 };
 
 // Argument check shared by the CUDA op files: a contiguous device tensor of a float dtype
