@@ -74,34 +74,7 @@ double scaled_max_error(const Tensor& actual, const Tensor& expected, const Tens
   return worst;
 }
 
-class CudaCore : public ::testing::Test {
- protected:
-  void SetUp() override {
-    WANRT_REQUIRE_GPU();
-    seed_ = testing::test_seed();
-    rng_.seed(seed_);
-    gpu_ = std::make_unique<CudaOps>(CudaOptions{}, nullptr);
-  }
-  void TearDown() override {
-    if (HasFailure())
-      std::fprintf(stderr, "reproduce with WANRT_TEST_SEED=%llu\n", static_cast<unsigned long long>(seed_));
-  }
-
-  // Fills a pool block of `bytes` with NaN bits (0xFF.. is NaN in F32 and BF16) and frees it:
-  // the stream-ordered pool hands the same block to the next allocation of that size.
-  void poison_pool(size_t bytes) {
-    if (bytes == 0) return;
-    Tensor junk = gpu_->empty(DType::U8, {static_cast<int64_t>(bytes)});
-    ASSERT_EQ(cudaMemsetAsync(junk.raw_mut(), 0xFF, bytes, gpu_->stream()), cudaSuccess);
-  }
-  // A device copy of host `t` in `dtype`.
-  Tensor device(const Tensor& host, DType dtype) { return gpu_->as_dtype(gpu_->upload(host), dtype); }
-
-  uint64_t seed_ = 0;
-  std::mt19937_64 rng_;
-  std::unique_ptr<CudaOps> gpu_;
-  std::unique_ptr<Ops> cpu_ = make_cpu_ops();
-};
+class CudaCore : public testing::GpuTest {};
 
 // ---------------------------------------------------------------- construction and memory
 

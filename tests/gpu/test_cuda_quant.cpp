@@ -122,28 +122,8 @@ std::string describe_routes(const LinearPathCounts& before, const LinearPathCoun
                  after.split - before.split, ", simple ", after.fallback - before.fallback, ")");
 }
 
-class CudaQuant : public ::testing::Test {
+class CudaQuant : public testing::GpuTest {
  protected:
-  void SetUp() override {
-    WANRT_REQUIRE_GPU();
-    seed_ = testing::test_seed();
-    rng_.seed(seed_);
-    gpu_ = std::make_unique<CudaOps>(CudaOptions{}, nullptr);
-  }
-  void TearDown() override {
-    if (HasFailure())
-      std::fprintf(stderr, "reproduce with WANRT_TEST_SEED=%llu\n", static_cast<unsigned long long>(seed_));
-  }
-
-  // Fills a pool block of `bytes` with NaN bits and frees it: the next allocation of that size
-  // (a linear's output, allocated first) gets it, so an unwritten element shows as NaN.
-  void poison_pool(size_t bytes) {
-    if (bytes == 0) return;
-    Tensor junk = gpu_->empty(DType::U8, {static_cast<int64_t>(bytes)});
-    ASSERT_EQ(cudaMemsetAsync(junk.raw_mut(), 0xFF, bytes, gpu_->stream()), cudaSuccess);
-  }
-  Tensor device(const Tensor& host, DType dtype) { return gpu_->as_dtype(gpu_->upload(host), dtype); }
-
   // Runs linear with a weight quantized to `codes` on the GPU and checks it against the CPU.
   // `bound` is the per-element scaled bound of the route (header); returns the relative error
   // against the brief's reference for the caller to print.
@@ -188,11 +168,6 @@ class CudaQuant : public ::testing::Test {
     if (HasFailure()) std::printf("  scaled max error %.3g (bound %.3g); relative %.3g\n", scaled, bound, err);
     return err;
   }
-
-  uint64_t seed_ = 0;
-  std::mt19937_64 rng_;
-  std::unique_ptr<CudaOps> gpu_;
-  std::unique_ptr<Ops> cpu_ = make_cpu_ops();
 };
 
 // ---------------------------------------------------------------- quantize_weight
