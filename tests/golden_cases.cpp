@@ -68,6 +68,16 @@ void expect_within(const GoldenCase& result, std::string_view output, double tol
   EXPECT_LE(result.error(output), tolerance) << result.name << ": " << output;
 }
 
+GoldenExpert read_golden_expert(const std::string& golden, const std::string& name) {
+  const std::string dir = golden + "/Wan2.2-I2V-tiny/" + name;
+  return {DitConfig::from_json_file(dir + "/config.json"),
+          read_safetensors(dir + "/diffusion_pytorch_model.safetensors")};
+}
+
+std::string golden_expert_of_case(const std::string& case_name) {
+  return case_name.rfind("high", 0) == 0 ? "high_noise_model" : "low_noise_model";
+}
+
 std::vector<GoldenCase> run_dit_golden(Ops& ops, const std::string& golden) {
   std::vector<GoldenCase> results;
   for (const fs::path& path : case_files(golden, "dit")) {
@@ -75,12 +85,8 @@ std::vector<GoldenCase> run_dit_golden(Ops& ops, const std::string& golden) {
     const TensorStore& data = golden_case.tensors;
     if (!data.contains("x")) continue;  // an output-only case (the bf16 autocast reference)
     GoldenCase result{.name = path.stem().string(), .errors = {}};
-    const std::string expert =
-        result.name.rfind("high", 0) == 0 ? "high_noise_model" : "low_noise_model";
-    const std::string expert_dir = golden + "/Wan2.2-I2V-tiny/" + expert;
-    const DitConfig config = DitConfig::from_json_file(expert_dir + "/config.json");
-    const auto weights = read_safetensors(expert_dir + "/diffusion_pytorch_model.safetensors");
-    const WanModel model = WanModel::load(config, weights.tensors, ops);
+    const GoldenExpert expert = read_golden_expert(golden, golden_expert_of_case(result.name));
+    const WanModel model = WanModel::load(expert.config, expert.weights.tensors, ops);
 
     const auto meta = nlohmann::json::parse(golden_case.metadata.at("meta"));
     const Tensor x = data.get("x").to(DType::F32), y = data.get("y").to(DType::F32);

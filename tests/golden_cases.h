@@ -17,6 +17,8 @@
 #include <vector>
 
 #include "backends/ops.h"
+#include "io/safetensors.h"
+#include "model/dit_config.h"
 #include "pipeline/i2v_pipeline.h"
 
 namespace wanrt::testing {
@@ -40,6 +42,16 @@ void expect_within(const GoldenCase& result, double tolerance);
 void expect_within(const GoldenCase& result, std::string_view output, double tolerance);
 
 // ---- DiT (golden/dit) ----
+// One expert of the tiny checkpoint (golden/Wan2.2-I2V-tiny/<name>), read from its files.
+struct GoldenExpert {
+  DitConfig config;
+  SafetensorsContents weights;
+};
+// `name`: "high_noise_model" or "low_noise_model".
+GoldenExpert read_golden_expert(const std::string& golden, const std::string& name);
+// The expert a dit/ case runs through: its name says (high_* / low_*).
+std::string golden_expert_of_case(const std::string& case_name);
+
 // Every dit/ case that carries inputs (x, y, t, context), sorted by name, each through the
 // tiny checkpoint's expert its name picks (high_* / low_*); one error per tensor the file holds
 // besides the inputs: `out` and the intermediates named as DitTrace names them.

@@ -29,6 +29,7 @@
 #include <filesystem>
 #include <map>
 
+#include "golden_cases.h"
 #include "gpu_test_support.h"
 
 #ifdef WANRT_HAVE_CUDA
@@ -116,17 +117,6 @@ TEST(CudaRecipes, QuantizedCheckpointLoadsBitIdenticalToQuantizingAtLoad) {
   }
 }
 
-struct Expert {
-  DitConfig config;
-  SafetensorsContents weights;
-};
-
-Expert read_expert(const std::string& golden, const std::string& name) {
-  const std::string dir = golden + "/Wan2.2-I2V-tiny/" + name;
-  return {DitConfig::from_json_file(dir + "/config.json"),
-          read_safetensors(dir + "/diffusion_pytorch_model.safetensors")};
-}
-
 TEST(CudaRecipes, GoldenDitCasesInInt8AndFp8) {
   WANRT_REQUIRE_GPU();
   WANRT_REQUIRE_GOLDEN(golden);
@@ -143,8 +133,8 @@ TEST(CudaRecipes, GoldenDitCasesInInt8AndFp8) {
     if (!data.contains("x")) continue;
     const std::string case_name = entry.path().stem().string();
     SCOPED_TRACE(case_name);
-    const Expert expert =
-        read_expert(golden, case_name.rfind("high", 0) == 0 ? "high_noise_model" : "low_noise_model");
+    const testing::GoldenExpert expert =
+        testing::read_golden_expert(golden, testing::golden_expert_of_case(case_name));
     const auto meta = nlohmann::json::parse(golden_case.metadata.at("meta"));
     const Tensor x = data.get("x").to(DType::F32), y = data.get("y").to(DType::F32);
     const Tensor context = data.get("context").to(DType::F32);
