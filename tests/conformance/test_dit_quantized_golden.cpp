@@ -71,20 +71,12 @@ TEST(DitQuantizedGolden, PerForwardErrorAgainstFloat32) {
   std::printf("  per-forward relative error of the DiT output (tiny golden checkpoint, CPU)\n"
               "  %-22s %14s %14s %14s\n", "case", "int8 vs f32", "fp8 vs f32", "f32 vs golden");
   int cases = 0;
-  for (const auto& entry : fs::directory_iterator(fs::path(golden) / "dit")) {
-    if (entry.path().extension() != ".safetensors") continue;
-    const auto golden_case = read_safetensors(entry.path().string());
-    const TensorStore& data = golden_case.tensors;
-    if (!data.contains("x")) continue;
-    const std::string case_name = entry.path().stem().string();
+  for (const testing::GoldenDitCase& golden_case : testing::read_dit_golden_cases(golden)) {
+    const std::string& case_name = golden_case.name;
     SCOPED_TRACE(case_name);
-    const testing::GoldenExpert expert =
-        testing::read_golden_expert(golden, testing::golden_expert_of_case(case_name));
-    const auto meta = nlohmann::json::parse(golden_case.metadata.at("meta"));
-    const Tensor x = data.get("x").to(DType::F32), y = data.get("y").to(DType::F32);
-    const Tensor context = data.get("context").to(DType::F32);
-    const DitInputs inputs{.x = &x, .y = &y, .timestep = data.get("t").to(DType::F32).data<float>()[0],
-                           .context = &context, .seq_len = meta.at("seq_len").get<int64_t>()};
+    const TensorStore& data = golden_case.data;
+    const testing::GoldenExpert& expert = golden_case.expert;
+    const DitInputs inputs = golden_case.inputs();
     const Tensor reference = WanModel::load(expert.config, expert.weights.tensors, *ops).forward(*ops, inputs);
     std::map<Quantization, double> errors;
     for (Quantization q : kSchemes) {

@@ -34,14 +34,12 @@
 
 #ifdef WANRT_HAVE_CUDA
 #include <cuda_runtime.h>
-#include <nlohmann/json.hpp>
 
 #include "core/quantize.h"
 #include "io/checkpoint.h"
 #include "io/demo_checkpoint.h"
 #include "io/quantized_checkpoint.h"
 #include "io/random_weights.h"
-#include "io/safetensors.h"
 #include "io/tensor_store.h"
 #include "model/dit.h"
 #endif
@@ -126,20 +124,12 @@ TEST(CudaRecipes, GoldenDitCasesInInt8AndFp8) {
               "  %-22s %11s %11s %11s %13s %13s %13s %13s\n", "case", "bf16 vs f32", "int8 vs f32",
               "fp8 vs f32", "int8 vs bf16", "fp8 vs bf16", "int8 vs CPU", "fp8 vs CPU");
   int cases = 0;
-  for (const auto& entry : fs::directory_iterator(fs::path(golden) / "dit")) {
-    if (entry.path().extension() != ".safetensors") continue;
-    const auto golden_case = read_safetensors(entry.path().string());
-    const TensorStore& data = golden_case.tensors;
-    if (!data.contains("x")) continue;
-    const std::string case_name = entry.path().stem().string();
+  for (const testing::GoldenDitCase& golden_case : testing::read_dit_golden_cases(golden)) {
+    const std::string& case_name = golden_case.name;
     SCOPED_TRACE(case_name);
-    const testing::GoldenExpert expert =
-        testing::read_golden_expert(golden, testing::golden_expert_of_case(case_name));
-    const auto meta = nlohmann::json::parse(golden_case.metadata.at("meta"));
-    const Tensor x = data.get("x").to(DType::F32), y = data.get("y").to(DType::F32);
-    const Tensor context = data.get("context").to(DType::F32);
-    const DitInputs inputs{.x = &x, .y = &y, .timestep = data.get("t").to(DType::F32).data<float>()[0],
-                           .context = &context, .seq_len = meta.at("seq_len").get<int64_t>()};
+    const TensorStore& data = golden_case.data;
+    const testing::GoldenExpert& expert = golden_case.expert;
+    const DitInputs inputs = golden_case.inputs();
     const TensorStore& weights = expert.weights.tensors;
     const Tensor bf16 = WanModel::load(expert.config, weights, *gpu).forward(*gpu, inputs);
     const Tensor reference = data.get("out").to(DType::F32).reshape(bf16.shape());
