@@ -6,6 +6,8 @@
 #ifdef WANRT_HAVE_CUDA
 #include <cuda_runtime.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <memory>
 #include <random>
@@ -22,6 +24,33 @@
   } while (0)
 
 namespace wanrt::testing {
+
+// What a device tensor of `dtype` holds for the host values `host`, as host F32.
+inline Tensor rounded(const Tensor& host, DType dtype) { return host.to(dtype).to(DType::F32); }
+
+// |host| elementwise, as host F32.
+inline Tensor absolute(const Tensor& host) {
+  Tensor out = host.to(DType::F32);
+  for (float& v : out.floats()) v = std::abs(v);
+  return out;
+}
+
+// max |actual − expected| / (|expected| + magnitude) over the elements. For a GEMM, magnitude
+// is |x|·|w|ᵀ + |b|: rounding errors scale with the size of the terms summed, not with the
+// sum, so this bound holds for a correct result even where the terms cancel (a norm-based
+// relative error of a one-element output can be anything then). NaN gives +inf.
+inline double scaled_max_error(const Tensor& actual, const Tensor& expected, const Tensor& magnitude) {
+  EXPECT_EQ(actual.shape(), expected.shape());
+  if (actual.shape() != expected.shape() || magnitude.numel() != expected.numel()) return INFINITY;
+  double worst = 0;
+  for (int64_t i = 0; i < expected.numel(); ++i) {
+    const double a = actual.data<float>()[i], e = expected.data<float>()[i];
+    if (std::isnan(a)) return INFINITY;
+    const double scale = std::abs(e) + magnitude.data<float>()[i];
+    worst = std::max(worst, scale == 0 ? std::abs(a - e) : std::abs(a - e) / scale);
+  }
+  return worst;
+}
 
 // The common fixture of the op tests that compare the CUDA backend with the CPU reference:
 // skips without a GPU, seeds rng_ afresh each run (the seed is printed when a test fails, to

@@ -24,6 +24,7 @@ namespace {
 
 using testing::random_normal;
 using testing::relative_error;
+using testing::rounded;
 
 constexpr double kF32Tolerance = 1e-5;
 constexpr double kBf16Tolerance = 5e-3;
@@ -32,9 +33,6 @@ constexpr double kF16Tolerance = 1e-3;
 double tolerance(DType result) {
   return result == DType::F32 ? kF32Tolerance : result == DType::F16 ? kF16Tolerance : kBf16Tolerance;
 }
-
-// What a device tensor of `dtype` holds for the host values `host`, as host F32.
-Tensor rounded(const Tensor& host, DType dtype) { return host.to(dtype).to(DType::F32); }
 
 class CudaKernelsTest : public testing::GpuTest {
  protected:

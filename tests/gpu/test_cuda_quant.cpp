@@ -40,29 +40,9 @@ namespace {
 using testing::random_normal;
 using testing::error_of;
 using testing::relative_error;
-
-Tensor rounded(const Tensor& host, DType dtype) { return host.to(dtype).to(DType::F32); }
-
-Tensor absolute(const Tensor& host) {
-  Tensor out = host.to(DType::F32);
-  for (float& v : out.floats()) v = std::abs(v);
-  return out;
-}
-
-// max |actual − expected| / (|expected| + magnitude), magnitude = |x|·|W|ᵀ + |b| (see
-// test_cuda_ops_core.cpp: rounding errors scale with the terms summed, not with the sum).
-double scaled_max_error(const Tensor& actual, const Tensor& expected, const Tensor& magnitude) {
-  EXPECT_EQ(actual.shape(), expected.shape());
-  if (actual.shape() != expected.shape() || magnitude.numel() != expected.numel()) return INFINITY;
-  double worst = 0;
-  for (int64_t i = 0; i < expected.numel(); ++i) {
-    const double a = actual.data<float>()[i], e = expected.data<float>()[i];
-    if (std::isnan(a)) return INFINITY;
-    const double scale = std::abs(e) + magnitude.data<float>()[i];
-    worst = std::max(worst, scale == 0 ? std::abs(a - e) : std::abs(a - e) / scale);
-  }
-  return worst;
-}
+using testing::absolute;
+using testing::rounded;
+using testing::scaled_max_error;
 
 // The bytes of a device tensor (codes are not floats, so download() does not apply).
 std::vector<uint8_t> device_bytes(const CudaOps& ops, const Tensor& t) {
