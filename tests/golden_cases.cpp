@@ -68,32 +68,53 @@ void expect_within(const GoldenCase& result, std::string_view output, double tol
   EXPECT_LE(result.error(output), tolerance) << result.name << ": " << output;
 }
 
+GoldenExpert read_golden_expert(const std::string& golden, const std::string& name) {
+  const std::string dir = golden + "/Wan2.2-I2V-tiny/" + name;
+  return {DitConfig::from_json_file(dir + "/config.json"),
+          read_safetensors(dir + "/diffusion_pytorch_model.safetensors")};
+}
+
+std::string golden_expert_of_case(const std::string& case_name) {
+  return case_name.rfind("high", 0) == 0 ? "high_noise_model" : "low_noise_model";
+}
+
+DitInputs GoldenDitCase::inputs() const {
+  return {.x = &x, .y = &y, .timestep = timestep, .context = &context, .seq_len = seq_len};
+}
+
+std::vector<GoldenDitCase> read_dit_golden_cases(const std::string& golden) {
+  std::vector<GoldenDitCase> cases;
+  for (const fs::path& path : case_files(golden, "dit")) {
+    auto file = read_safetensors(path.string());
+    const TensorStore& data = file.tensors;
+    if (!data.contains("x")) continue;  // an output-only case (the bf16 autocast reference)
+    const std::string name = path.stem().string();
+    const auto meta = nlohmann::json::parse(file.metadata.at("meta"));
+    cases.push_back({.name = name,
+                     .data = data,
+                     .expert = read_golden_expert(golden, golden_expert_of_case(name)),
+                     .x = data.get("x").to(DType::F32),
+                     .y = data.get("y").to(DType::F32),
+                     .context = data.get("context").to(DType::F32),
+                     .timestep = data.get("t").to(DType::F32).data<float>()[0],
+                     .seq_len = meta.at("seq_len").get<int64_t>()});
+  }
+  WANRT_CHECK(!cases.empty(), "no DiT cases with inputs under ", golden, "/dit");
+  return cases;
+}
+
 std::vector<GoldenCase> run_dit_golden(Ops& ops, const std::string& golden) {
   std::vector<GoldenCase> results;
-  for (const fs::path& path : case_files(golden, "dit")) {
-    const auto golden_case = read_safetensors(path.string());
-    const TensorStore& data = golden_case.tensors;
-    if (!data.contains("x")) continue;  // an output-only case (the bf16 autocast reference)
-    GoldenCase result{.name = path.stem().string(), .errors = {}};
-    const std::string expert =
-        result.name.rfind("high", 0) == 0 ? "high_noise_model" : "low_noise_model";
-    const std::string expert_dir = golden + "/Wan2.2-I2V-tiny/" + expert;
-    const DitConfig config = DitConfig::from_json_file(expert_dir + "/config.json");
-    const auto weights = read_safetensors(expert_dir + "/diffusion_pytorch_model.safetensors");
-    const WanModel model = WanModel::load(config, weights.tensors, ops);
-
-    const auto meta = nlohmann::json::parse(golden_case.metadata.at("meta"));
-    const Tensor x = data.get("x").to(DType::F32), y = data.get("y").to(DType::F32);
-    const Tensor context = data.get("context").to(DType::F32);
-    const double t = data.get("t").to(DType::F32).data<float>()[0];
+  for (const GoldenDitCase& golden_case : read_dit_golden_cases(golden)) {
+    const TensorStore& data = golden_case.data;
+    GoldenCase result{.name = golden_case.name, .errors = {}};
+    const WanModel model = WanModel::load(golden_case.expert.config, golden_case.expert.weights.tensors, ops);
 
     std::map<std::string, Tensor> traced;
     const DitTrace trace = [&](const std::string& name, const Tensor& value) {
       traced[name] = value.clone();
     };
-    const DitInputs inputs{.x = &x, .y = &y, .timestep = t, .context = &context,
-                           .seq_len = meta.at("seq_len").get<int64_t>()};
-    traced["out"] = model.forward(ops, inputs, &trace);
+    traced["out"] = model.forward(ops, golden_case.inputs(), &trace);
 
     for (const std::string& name : data.names()) {
       if (name == "x" || name == "y" || name == "t" || name == "context") continue;
@@ -108,7 +129,6 @@ std::vector<GoldenCase> run_dit_golden(Ops& ops, const std::string& golden) {
     WANRT_CHECK(!result.errors.empty(), "DiT case ", result.name, " holds no outputs");
     results.push_back(std::move(result));
   }
-  WANRT_CHECK(!results.empty(), "no DiT cases with inputs under ", golden, "/dit");
   return results;
 }
 

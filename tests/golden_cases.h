@@ -17,6 +17,9 @@
 #include <vector>
 
 #include "backends/ops.h"
+#include "io/safetensors.h"
+#include "model/dit.h"
+#include "model/dit_config.h"
 #include "pipeline/i2v_pipeline.h"
 
 namespace wanrt::testing {
@@ -40,8 +43,33 @@ void expect_within(const GoldenCase& result, double tolerance);
 void expect_within(const GoldenCase& result, std::string_view output, double tolerance);
 
 // ---- DiT (golden/dit) ----
-// Every dit/ case that carries inputs (x, y, t, context), sorted by name, each through the
-// tiny checkpoint's expert its name picks (high_* / low_*); one error per tensor the file holds
+// One expert of the tiny checkpoint (golden/Wan2.2-I2V-tiny/<name>), read from its files.
+struct GoldenExpert {
+  DitConfig config;
+  SafetensorsContents weights;
+};
+// `name`: "high_noise_model" or "low_noise_model".
+GoldenExpert read_golden_expert(const std::string& golden, const std::string& name);
+// The expert a dit/ case runs through: its name says (high_* / low_*).
+std::string golden_expert_of_case(const std::string& case_name);
+
+// A dit/ case that carries inputs (x, y, t, context), read with the expert its name picks.
+struct GoldenDitCase {
+  std::string name;     // the file's stem: "high_t999_exact", ...
+  TensorStore data;     // every tensor of the file: the inputs, "out" and intermediates
+  GoldenExpert expert;
+  Tensor x, y, context;  // the inputs, F32
+  double timestep = 0;
+  int64_t seq_len = 0;  // from the case's meta
+  // The inputs as WanModel::forward takes them; they point into this case.
+  DitInputs inputs() const;
+};
+// Every dit/ case that carries inputs, sorted by name (an output-only case, the bf16 autocast
+// reference, is passed over). No such case is an Error.
+std::vector<GoldenDitCase> read_dit_golden_cases(const std::string& golden);
+
+
+// Every case of read_dit_golden_cases through its expert; one error per tensor the file holds
 // besides the inputs: `out` and the intermediates named as DitTrace names them.
 std::vector<GoldenCase> run_dit_golden(Ops& ops, const std::string& golden);
 

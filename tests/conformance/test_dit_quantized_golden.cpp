@@ -11,6 +11,7 @@
 #include <map>
 
 #include "backends/ops.h"
+#include "golden_cases.h"
 #include "io/safetensors.h"
 #include "model/dit.h"
 #include "test_support.h"
@@ -25,17 +26,6 @@ constexpr Quantization kSchemes[] = {Quantization::Int8, Quantization::Fp8};
 // int8 ~6.5e-3, fp8 ~2.7e-2; per forward int8 ~3.3e-3, fp8 ~1.3e-2).
 double layer_bound(Quantization q) { return q == Quantization::Int8 ? 1.5e-2 : 6e-2; }
 double forward_bound(Quantization q) { return q == Quantization::Int8 ? 1e-2 : 4e-2; }
-
-struct Expert {
-  DitConfig config;
-  SafetensorsContents weights;
-};
-
-Expert read_expert(const std::string& golden, const std::string& name) {
-  const std::string dir = golden + "/Wan2.2-I2V-tiny/" + name;
-  return {DitConfig::from_json_file(dir + "/config.json"),
-          read_safetensors(dir + "/diffusion_pytorch_model.safetensors")};
-}
 
 // The layer kind of a block weight name: "self_attn.q", "ffn.0", ...
 std::string layer_kind(const std::string& name) {
@@ -52,7 +42,7 @@ TEST(DitQuantizedGolden, PerLayerErrorOnRandomActivations) {
   // kind -> scheme -> worst relative error over both experts and all blocks
   std::map<std::string, std::map<Quantization, double>> worst;
   for (const char* expert_name : {"high_noise_model", "low_noise_model"}) {
-    const Expert expert = read_expert(golden, expert_name);
+    const testing::GoldenExpert expert = testing::read_golden_expert(golden, expert_name);
     for (const auto& [name, shape] : expert.config.expected_tensors()) {
       if (!dit_weight_is_quantized(name)) continue;
       const Tensor weight = expert.weights.tensors.get(name);
@@ -81,19 +71,12 @@ TEST(DitQuantizedGolden, PerForwardErrorAgainstFloat32) {
   std::printf("  per-forward relative error of the DiT output (tiny golden checkpoint, CPU)\n"
               "  %-22s %14s %14s %14s\n", "case", "int8 vs f32", "fp8 vs f32", "f32 vs golden");
   int cases = 0;
-  for (const auto& entry : fs::directory_iterator(fs::path(golden) / "dit")) {
-    if (entry.path().extension() != ".safetensors") continue;
-    const auto golden_case = read_safetensors(entry.path().string());
-    const TensorStore& data = golden_case.tensors;
-    if (!data.contains("x")) continue;
-    const std::string case_name = entry.path().stem().string();
+  for (const testing::GoldenDitCase& golden_case : testing::read_dit_golden_cases(golden)) {
+    const std::string& case_name = golden_case.name;
     SCOPED_TRACE(case_name);
-    const Expert expert = read_expert(golden, case_name.rfind("high", 0) == 0 ? "high_noise_model" : "low_noise_model");
-    const auto meta = nlohmann::json::parse(golden_case.metadata.at("meta"));
-    const Tensor x = data.get("x").to(DType::F32), y = data.get("y").to(DType::F32);
-    const Tensor context = data.get("context").to(DType::F32);
-    const DitInputs inputs{.x = &x, .y = &y, .timestep = data.get("t").to(DType::F32).data<float>()[0],
-                           .context = &context, .seq_len = meta.at("seq_len").get<int64_t>()};
+    const TensorStore& data = golden_case.data;
+    const testing::GoldenExpert& expert = golden_case.expert;
+    const DitInputs inputs = golden_case.inputs();
     const Tensor reference = WanModel::load(expert.config, expert.weights.tensors, *ops).forward(*ops, inputs);
     std::map<Quantization, double> errors;
     for (Quantization q : kSchemes) {

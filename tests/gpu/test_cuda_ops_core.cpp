@@ -35,6 +35,9 @@ namespace {
 using testing::random_normal;
 using testing::error_of;
 using testing::relative_error;
+using testing::absolute;
+using testing::rounded;
+using testing::scaled_max_error;
 
 // Exact equality of two host tensors after widening to F32 (bit patterns, so -0 ≠ +0).
 ::testing::AssertionResult bit_equal(const Tensor& actual, const Tensor& expected) {
@@ -48,60 +51,7 @@ using testing::relative_error;
   return ::testing::AssertionSuccess();
 }
 
-// Host values as they are once rounded to `dtype`.
-Tensor rounded(const Tensor& host, DType dtype) { return host.to(dtype).to(DType::F32); }
-
-Tensor absolute(const Tensor& host) {
-  Tensor out = host.clone();
-  for (float& v : out.floats()) v = std::abs(v);
-  return out;
-}
-
-// max |actual − expected| / (|expected| + magnitude) over the elements. For a GEMM, magnitude
-// is |x|·|w|ᵀ + |b|: rounding errors scale with the size of the terms summed, not with the
-// sum, so this bound holds for a correct result even where the terms cancel (a norm-based
-// relative error of a one-element output can be anything then).
-double scaled_max_error(const Tensor& actual, const Tensor& expected, const Tensor& magnitude) {
-  EXPECT_EQ(actual.shape(), expected.shape());
-  if (actual.shape() != expected.shape() || magnitude.numel() != expected.numel()) return INFINITY;
-  double worst = 0;
-  for (int64_t i = 0; i < expected.numel(); ++i) {
-    const double a = actual.data<float>()[i], e = expected.data<float>()[i];
-    if (std::isnan(a)) return INFINITY;
-    const double scale = std::abs(e) + magnitude.data<float>()[i];
-    worst = std::max(worst, scale == 0 ? std::abs(a - e) : std::abs(a - e) / scale);
-  }
-  return worst;
-}
-
-class CudaCore : public ::testing::Test {
- protected:
-  void SetUp() override {
-    WANRT_REQUIRE_GPU();
-    seed_ = testing::test_seed();
-    rng_.seed(seed_);
-    gpu_ = std::make_unique<CudaOps>(CudaOptions{}, nullptr);
-  }
-  void TearDown() override {
-    if (HasFailure())
-      std::fprintf(stderr, "reproduce with WANRT_TEST_SEED=%llu\n", static_cast<unsigned long long>(seed_));
-  }
-
-  // Fills a pool block of `bytes` with NaN bits (0xFF.. is NaN in F32 and BF16) and frees it:
-  // the stream-ordered pool hands the same block to the next allocation of that size.
-  void poison_pool(size_t bytes) {
-    if (bytes == 0) return;
-    Tensor junk = gpu_->empty(DType::U8, {static_cast<int64_t>(bytes)});
-    ASSERT_EQ(cudaMemsetAsync(junk.raw_mut(), 0xFF, bytes, gpu_->stream()), cudaSuccess);
-  }
-  // A device copy of host `t` in `dtype`.
-  Tensor device(const Tensor& host, DType dtype) { return gpu_->as_dtype(gpu_->upload(host), dtype); }
-
-  uint64_t seed_ = 0;
-  std::mt19937_64 rng_;
-  std::unique_ptr<CudaOps> gpu_;
-  std::unique_ptr<Ops> cpu_ = make_cpu_ops();
-};
+class CudaCore : public testing::GpuTest {};
 
 // ---------------------------------------------------------------- construction and memory
 

@@ -24,6 +24,7 @@ namespace {
 
 using testing::random_normal;
 using testing::relative_error;
+using testing::rounded;
 
 constexpr double kF32Tolerance = 1e-5;
 constexpr double kBf16Tolerance = 5e-3;
@@ -33,20 +34,8 @@ double tolerance(DType result) {
   return result == DType::F32 ? kF32Tolerance : result == DType::F16 ? kF16Tolerance : kBf16Tolerance;
 }
 
-// What a device tensor of `dtype` holds for the host values `host`, as host F32.
-Tensor rounded(const Tensor& host, DType dtype) { return host.to(dtype).to(DType::F32); }
-
-class CudaKernelsTest : public ::testing::Test {
+class CudaKernelsTest : public testing::GpuTest {
  protected:
-  void SetUp() override {
-    seed_ = testing::test_seed();
-    rng_.seed(seed_);
-    if (cuda::device_count() > 0) gpu_ = make_cuda_ops();
-  }
-  void TearDown() override {
-    if (HasFailure()) std::fprintf(stderr, "reproduce with WANRT_TEST_SEED=%llu\n", static_cast<unsigned long long>(seed_));
-  }
-
   static CudaOps& as_cuda(Ops& ops) { return static_cast<CudaOps&>(ops); }
   CudaOps& gpu() { return as_cuda(*gpu_); }
 
@@ -68,11 +57,6 @@ class CudaKernelsTest : public ::testing::Test {
   static size_t bytes_of(const Shape& shape, DType dtype) {
     return static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype);
   }
-
-  uint64_t seed_ = 0;
-  std::mt19937_64 rng_;
-  std::unique_ptr<Ops> cpu_ = make_cpu_ops();
-  std::unique_ptr<Ops> gpu_;
 };
 
 const DType kFloatTypes[] = {DType::F32, DType::BF16};

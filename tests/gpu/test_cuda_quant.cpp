@@ -40,29 +40,9 @@ namespace {
 using testing::random_normal;
 using testing::error_of;
 using testing::relative_error;
-
-Tensor rounded(const Tensor& host, DType dtype) { return host.to(dtype).to(DType::F32); }
-
-Tensor absolute(const Tensor& host) {
-  Tensor out = host.to(DType::F32);
-  for (float& v : out.floats()) v = std::abs(v);
-  return out;
-}
-
-// max |actual − expected| / (|expected| + magnitude), magnitude = |x|·|W|ᵀ + |b| (see
-// test_cuda_ops_core.cpp: rounding errors scale with the terms summed, not with the sum).
-double scaled_max_error(const Tensor& actual, const Tensor& expected, const Tensor& magnitude) {
-  EXPECT_EQ(actual.shape(), expected.shape());
-  if (actual.shape() != expected.shape() || magnitude.numel() != expected.numel()) return INFINITY;
-  double worst = 0;
-  for (int64_t i = 0; i < expected.numel(); ++i) {
-    const double a = actual.data<float>()[i], e = expected.data<float>()[i];
-    if (std::isnan(a)) return INFINITY;
-    const double scale = std::abs(e) + magnitude.data<float>()[i];
-    worst = std::max(worst, scale == 0 ? std::abs(a - e) : std::abs(a - e) / scale);
-  }
-  return worst;
-}
+using testing::absolute;
+using testing::rounded;
+using testing::scaled_max_error;
 
 // The bytes of a device tensor (codes are not floats, so download() does not apply).
 std::vector<uint8_t> device_bytes(const CudaOps& ops, const Tensor& t) {
@@ -122,28 +102,8 @@ std::string describe_routes(const LinearPathCounts& before, const LinearPathCoun
                  after.split - before.split, ", simple ", after.fallback - before.fallback, ")");
 }
 
-class CudaQuant : public ::testing::Test {
+class CudaQuant : public testing::GpuTest {
  protected:
-  void SetUp() override {
-    WANRT_REQUIRE_GPU();
-    seed_ = testing::test_seed();
-    rng_.seed(seed_);
-    gpu_ = std::make_unique<CudaOps>(CudaOptions{}, nullptr);
-  }
-  void TearDown() override {
-    if (HasFailure())
-      std::fprintf(stderr, "reproduce with WANRT_TEST_SEED=%llu\n", static_cast<unsigned long long>(seed_));
-  }
-
-  // Fills a pool block of `bytes` with NaN bits and frees it: the next allocation of that size
-  // (a linear's output, allocated first) gets it, so an unwritten element shows as NaN.
-  void poison_pool(size_t bytes) {
-    if (bytes == 0) return;
-    Tensor junk = gpu_->empty(DType::U8, {static_cast<int64_t>(bytes)});
-    ASSERT_EQ(cudaMemsetAsync(junk.raw_mut(), 0xFF, bytes, gpu_->stream()), cudaSuccess);
-  }
-  Tensor device(const Tensor& host, DType dtype) { return gpu_->as_dtype(gpu_->upload(host), dtype); }
-
   // Runs linear with a weight quantized to `codes` on the GPU and checks it against the CPU.
   // `bound` is the per-element scaled bound of the route (header); returns the relative error
   // against the brief's reference for the caller to print.
@@ -188,11 +148,6 @@ class CudaQuant : public ::testing::Test {
     if (HasFailure()) std::printf("  scaled max error %.3g (bound %.3g); relative %.3g\n", scaled, bound, err);
     return err;
   }
-
-  uint64_t seed_ = 0;
-  std::mt19937_64 rng_;
-  std::unique_ptr<CudaOps> gpu_;
-  std::unique_ptr<Ops> cpu_ = make_cpu_ops();
 };
 
 // ---------------------------------------------------------------- quantize_weight

@@ -29,18 +29,17 @@
 #include <filesystem>
 #include <map>
 
+#include "golden_cases.h"
 #include "gpu_test_support.h"
 
 #ifdef WANRT_HAVE_CUDA
 #include <cuda_runtime.h>
-#include <nlohmann/json.hpp>
 
 #include "core/quantize.h"
 #include "io/checkpoint.h"
 #include "io/demo_checkpoint.h"
 #include "io/quantized_checkpoint.h"
 #include "io/random_weights.h"
-#include "io/safetensors.h"
 #include "io/tensor_store.h"
 #include "model/dit.h"
 #endif
@@ -116,17 +115,6 @@ TEST(CudaRecipes, QuantizedCheckpointLoadsBitIdenticalToQuantizingAtLoad) {
   }
 }
 
-struct Expert {
-  DitConfig config;
-  SafetensorsContents weights;
-};
-
-Expert read_expert(const std::string& golden, const std::string& name) {
-  const std::string dir = golden + "/Wan2.2-I2V-tiny/" + name;
-  return {DitConfig::from_json_file(dir + "/config.json"),
-          read_safetensors(dir + "/diffusion_pytorch_model.safetensors")};
-}
-
 TEST(CudaRecipes, GoldenDitCasesInInt8AndFp8) {
   WANRT_REQUIRE_GPU();
   WANRT_REQUIRE_GOLDEN(golden);
@@ -136,20 +124,12 @@ TEST(CudaRecipes, GoldenDitCasesInInt8AndFp8) {
               "  %-22s %11s %11s %11s %13s %13s %13s %13s\n", "case", "bf16 vs f32", "int8 vs f32",
               "fp8 vs f32", "int8 vs bf16", "fp8 vs bf16", "int8 vs CPU", "fp8 vs CPU");
   int cases = 0;
-  for (const auto& entry : fs::directory_iterator(fs::path(golden) / "dit")) {
-    if (entry.path().extension() != ".safetensors") continue;
-    const auto golden_case = read_safetensors(entry.path().string());
-    const TensorStore& data = golden_case.tensors;
-    if (!data.contains("x")) continue;
-    const std::string case_name = entry.path().stem().string();
+  for (const testing::GoldenDitCase& golden_case : testing::read_dit_golden_cases(golden)) {
+    const std::string& case_name = golden_case.name;
     SCOPED_TRACE(case_name);
-    const Expert expert =
-        read_expert(golden, case_name.rfind("high", 0) == 0 ? "high_noise_model" : "low_noise_model");
-    const auto meta = nlohmann::json::parse(golden_case.metadata.at("meta"));
-    const Tensor x = data.get("x").to(DType::F32), y = data.get("y").to(DType::F32);
-    const Tensor context = data.get("context").to(DType::F32);
-    const DitInputs inputs{.x = &x, .y = &y, .timestep = data.get("t").to(DType::F32).data<float>()[0],
-                           .context = &context, .seq_len = meta.at("seq_len").get<int64_t>()};
+    const TensorStore& data = golden_case.data;
+    const testing::GoldenExpert& expert = golden_case.expert;
+    const DitInputs inputs = golden_case.inputs();
     const TensorStore& weights = expert.weights.tensors;
     const Tensor bf16 = WanModel::load(expert.config, weights, *gpu).forward(*gpu, inputs);
     const Tensor reference = data.get("out").to(DType::F32).reshape(bf16.shape());

@@ -1,6 +1,7 @@
 // Device helpers shared by the memory-bound kernels (cuda_norms.cu, cuda_elementwise.cu,
 // cuda_video.cu): element conversion to and from float32, vectorised loads and stores of
-// F32/BF16, block-wide sums, and launch geometry.
+// F32/BF16, block-wide sums, and launch geometry; and the linear epilogues' activation
+// (cuda_linear_kernels.cu, cuda_quant.cu).
 //
 // Every one of those kernels is bound by HBM bandwidth, so they move 16-byte vectors per thread
 // where alignment and the row width allow (one LDG.128 / STG.128 instead of eight 2-byte
@@ -14,6 +15,7 @@
 #include <cstring>
 #include <type_traits>
 
+#include "backends/ops.h"
 #include "core/error.h"
 #include "core/tensor.h"
 
@@ -33,6 +35,19 @@ __device__ __forceinline__ bf16 from_float<bf16>(float v) { return __float2bfloa
 
 // v rounded to bf16 and widened again: the value a bf16 tensor would hold.
 __device__ __forceinline__ float round_to_bf16(float v) { return __bfloat162float(__float2bfloat16_rn(v)); }
+
+// The same formulas as the CPU reference (cpu_dense.cpp), in float32.
+__device__ __forceinline__ float activate(float v, Activation activation) {
+  switch (activation) {
+    case Activation::Silu: return v / (1.0f + expf(-v));
+    case Activation::GeluTanh: {
+      constexpr float kSqrt2OverPi = 0.7978845608028654f;
+      return 0.5f * v * (1.0f + tanhf(kSqrt2OverPi * (v + 0.044715f * v * v * v)));
+    }
+    case Activation::None: break;
+  }
+  return v;
+}
 
 // The unsigned integer type of exactly `kBytes` bytes, the unit of one vector memory access.
 template <int kBytes>

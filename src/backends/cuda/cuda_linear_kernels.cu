@@ -13,6 +13,7 @@
 #include <algorithm>
 
 #include "backends/cuda/cuda_check.h"
+#include "backends/cuda/cuda_kernel_utils.cuh"
 #include "backends/cuda/cuda_linear.h"
 
 namespace wanrt {
@@ -23,25 +24,12 @@ __device__ __forceinline__ float load_float(const __nv_bfloat16* p, int64_t i) {
 __device__ __forceinline__ void store_float(float* p, int64_t i, float v) { p[i] = v; }
 __device__ __forceinline__ void store_float(__nv_bfloat16* p, int64_t i, float v) { p[i] = __float2bfloat16_rn(v); }
 
-// The same formulas as the CPU reference (cpu_dense.cpp), in float32.
-__device__ __forceinline__ float activate(float v, Activation activation) {
-  switch (activation) {
-    case Activation::Silu: return v / (1.0f + expf(-v));
-    case Activation::GeluTanh: {
-      constexpr float kSqrt2OverPi = 0.7978845608028654f;
-      return 0.5f * v * (1.0f + tanhf(kSqrt2OverPi * (v + 0.044715f * v * v * v)));
-    }
-    case Activation::None: break;
-  }
-  return v;
-}
-
 template <typename T>
 __global__ void bias_activation_kernel(T* out, const T* bias, int64_t rows, int64_t cols, Activation activation) {
   const int64_t n = rows * cols;
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
     const float v = load_float(out, i) + (bias ? load_float(bias, i % cols) : 0.0f);
-    store_float(out, i, activate(v, activation));
+    store_float(out, i, kernels::activate(v, activation));
   }
 }
 
@@ -68,7 +56,7 @@ __global__ void simple_linear_kernel(const T* x, const T* w, const T* bias, T* o
   }
   const int64_t row = row0 + ty, col = col0 + tx;
   if (row < n && col < m)
-    store_float(out, row * m + col, activate(acc + (bias ? load_float(bias, col) : 0.0f), activation));
+    store_float(out, row * m + col, kernels::activate(acc + (bias ? load_float(bias, col) : 0.0f), activation));
 }
 
 template <typename T>

@@ -39,6 +39,7 @@
 #include <type_traits>
 
 #include "backends/cuda/cuda_check.h"
+#include "backends/cuda/cuda_kernel_utils.cuh"
 #include "backends/cuda/cuda_memory.h"
 #include "backends/cuda/cuda_ops_impl.h"
 #include "backends/cuda/cuda_quant.h"
@@ -105,19 +106,6 @@ __device__ __forceinline__ float block_max(float v, float* scratch) {
   v = lane < warps ? scratch[lane] : 0.0f;
 #pragma unroll
   for (int offset = 16; offset > 0; offset >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
-  return v;
-}
-
-// The same formulas as the CPU reference (cpu_dense.cpp), in float32.
-__device__ __forceinline__ float activate(float v, Activation activation) {
-  switch (activation) {
-    case Activation::Silu: return v / (1.0f + expf(-v));
-    case Activation::GeluTanh: {
-      constexpr float kSqrt2OverPi = 0.7978845608028654f;
-      return 0.5f * v * (1.0f + tanhf(kSqrt2OverPi * (v + 0.044715f * v * v * v)));
-    }
-    case Activation::None: break;
-  }
   return v;
 }
 
@@ -245,7 +233,7 @@ __global__ void scale_bias_activation_kernel(bf16* y, const float* row_scale, co
     for (int64_t c = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; c < cols; c += int64_t{gridDim.x} * blockDim.x) {
       float v = __bfloat162float(out[c]) * rs * col_scale[c];
       if (bias) v += __bfloat162float(bias[c]);
-      out[c] = __float2bfloat16_rn(activate(v, activation));
+      out[c] = __float2bfloat16_rn(kernels::activate(v, activation));
     }
   }
 }
@@ -273,7 +261,7 @@ __global__ void simple_fp8_linear_kernel(const uint8_t* x, const float* x_scale,
   const int64_t row = row0 + ty, col = col0 + tx;
   if (row < n && col < m) {
     const float v = acc * x_scale[row] * w_scale[col] + (bias ? __bfloat162float(bias[col]) : 0.0f);
-    out[row * m + col] = __float2bfloat16_rn(activate(v, activation));
+    out[row * m + col] = __float2bfloat16_rn(kernels::activate(v, activation));
   }
 }
 
