@@ -36,13 +36,17 @@
 // least 2 warm-ups and the timed runs are replays. On the CPU backend (no graphs) "on" runs
 // eagerly and says so.
 //
+// --park (after the last size): --offload_model's expert switch, measured: park the expert in
+// page-locked host memory, drop its device copy, bring it back with unparked() and run a forward
+// at once; prints the park and copy GB/s and what the switch adds to that step.
+//
 // Timing: WanModel's phases are host functions that queue GPU work, and the forward ends in a
 // download, so each phase is timed on the host clock between two device synchronisations.
 // (CUDA events on the default stream would not bracket the backend's own stream.)
 //
 //   bench_dit [--size 480p|720p|all] [--graph on|off|both] [--warmup N] [--repeats N] [--blocks N] [--tf32]
 //             [--quantize int8|fp8 [--prequantized]] [--magcache LIST] [--no-profile] [--peak-tflops X] [--gemm-ceiling X] [--attention-ceiling X]
-//             [--seed N] [--cpu --tiny]
+//             [--park] [--seed N] [--cpu --tiny]
 #include <algorithm>
 #include <cstdio>
 #include <iostream>
@@ -64,6 +68,7 @@
 #ifdef WANRT_HAVE_CUDA
 #include "backends/cuda/cuda_graph.h"
 #include "backends/cuda/cuda_linear.h"
+#include "backends/cuda/cuda_ops_impl.h"
 #endif
 
 namespace wanrt::bench {
@@ -91,6 +96,8 @@ constexpr const char* kUsage = R"(bench_dit: one forward of a Wan2.2 I2V-A14B ex
   --peak-tflops X       the hardware peak for "% of peak" (default 989: H100 SXM dense bf16)
   --gemm-ceiling X      a measured GEMM ceiling in TFLOP/s (e.g. cuBLAS at these shapes)
   --attention-ceiling X a measured attention ceiling in TFLOP/s (e.g. cuDNN SDPA, L=75600)
+  --park                after the last size: --offload_model's expert switch (park the expert
+                        in page-locked host memory, bring it back under a forward), measured
   --seed N              seed of the random weights and inputs (default 0)
   --cpu --tiny          the CPU reference backend at a tiny size: tests this program, no GPU
   --tiny                a tiny model and latent (also on the GPU: a quick smoke test)
@@ -194,6 +201,61 @@ ForwardTimes timed_forward(const WanModel& model, Ops& ops, const std::function<
   return t;
 }
 
+// --park: --offload_model's expert switch at this size, measured. The expert is parked in
+// page-locked host memory (timed: locking the memory + the device-to-host copy), its device copy
+// dropped, then brought back with unparked() and run at once, as the pipeline does when it
+// switches experts: the forward right after unparked() (eager, as the first call of a new expert
+// is; its blocks wait for their weights one by one) against a resident eager forward measured
+// just before, so the difference is what bringing the expert in costs the step. Then the copies
+// alone (unparked() and a wait, no work) for their GB/s. The model is gone afterwards.
+void measure_parking(std::unique_ptr<const WanModel>& resident, Ops& ops, const Backend& backend,
+                     const DitInputs& inputs) {
+  WeightParking* parking = ops.weight_parking();
+  if (!parking) {
+    std::cout << "  --park: this backend has no weight parking (the CPU's weights are host memory)" << std::endl;
+    return;
+  }
+  auto timed = [&](const std::function<void()>& work) {
+    backend.sync();
+    const auto start = Clock::now();
+    work();
+    backend.sync();
+    return seconds_since(start);
+  };
+  Tensor output;
+  const double resident_forward = timed([&] { output = resident->forward(ops, inputs); });
+  std::unique_ptr<const WanModel> parked;
+  const double park_seconds = timed([&] { parked = std::make_unique<const WanModel>(resident->parked(*parking)); });
+  double bytes = 0;
+#ifdef WANRT_HAVE_CUDA
+  if (const auto* cuda_parking = dynamic_cast<const CudaWeightParking*>(parking))
+    bytes = static_cast<double>(cuda_parking->stats().parked_bytes);
+#endif
+  resident.reset();  // the device copy goes, as the pipeline frees the expert it switches from
+  double queue_seconds = 0;
+  const double switch_forward = timed([&] {
+    const auto start = Clock::now();
+    const WanModel back = parked->unparked(*parking);
+    queue_seconds = seconds_since(start);
+    output = back.forward(ops, inputs);
+  });
+  const double copy_seconds = timed([&] {
+    const WanModel back = parked->unparked(*parking);
+    parking->await(parking->arrival());
+    (void)ops.download(ops.zeros({1}));
+  });
+  std::cout << "  --park (the --offload_model expert switch):\n"
+            << fmt("    park: %.2f GB locked in host memory and copied out in %.2f s (%.2f GB/s; "
+                   "once per expert, at load)\n",
+                   bytes / kGB, park_seconds, bytes / kGB / park_seconds)
+            << fmt("    bring back alone (copy engine, page-locked -> device): %.3f s = %.2f GB/s\n",
+                   copy_seconds, bytes / kGB / copy_seconds)
+            << fmt("    resident eager forward %.3f s; forward right after unparked() %.3f s (copies "
+                   "queued in %.1f ms of host time): the switch costs the step %+.3f s\n",
+                   resident_forward, switch_forward, queue_seconds * 1e3, switch_forward - resident_forward)
+            << "    " << finite_check(output) << std::endl;
+}
+
 Tensor random_input(Shape shape, uint64_t seed, float scale) {
   Tensor t = Tensor::empty(DType::F32, std::move(shape));
   FastNormal normal(seed);
@@ -292,6 +354,7 @@ int run(int argc, char** argv) {
   const double attention_ceiling = args.number("--attention-ceiling", 0, 0);
   const auto seed = static_cast<uint64_t>(args.integer("--seed", 0, 0));
   const std::string graph_flag = args.value("--graph").value_or("both");
+  const bool park = args.flag("--park");
   args.finish();
   WANRT_CHECK(graph_flag == "on" || graph_flag == "off" || graph_flag == "both", "--graph ",
               graph_flag, ": choose on, off or both");
@@ -358,7 +421,9 @@ int run(int argc, char** argv) {
             << std::endl;
   const double in_use_before_load = meter.in_use();
   auto start = Clock::now();
-  const WanModel model = WanModel::load(config, host.store, ops, {.quantize = *quantization});
+  // Owned through a pointer so that --park can drop the device copy at the end.
+  auto resident = std::make_unique<const WanModel>(WanModel::load(config, host.store, ops, {.quantize = *quantization}));
+  const WanModel& model = *resident;
   backend.sync();
   const double load_seconds = seconds_since(start);
   std::cout << fmt("weight upload: %.2f GB of %s host tensors in %.2f s = %.2f GB/s (pageable "
@@ -531,6 +596,7 @@ int run(int argc, char** argv) {
       }
       results.push_back(result);
     }
+    if (park && &size == &sizes.back()) measure_parking(resident, ops, backend, inputs);
   }
 
   std::cout << "\nSummary (bench_dit, " << backend.description << ", " << config.num_layers

@@ -62,23 +62,19 @@ DitConfig small_config() {
   return c;
 }
 
-class CudaWeightParkingTest : public ::testing::Test {
+class CudaWeightParkingTest : public testing::GpuTest {
  protected:
   void SetUp() override {
-    if (cuda::device_count() == 0) return;
-    seed_ = testing::test_seed();
-    rng_.seed(seed_);
-    ops_ = make_cuda_ops();
+    GpuTest::SetUp();
+    if (IsSkipped()) return;
+    ops_ = gpu_.get();
     parking_ = ops_->weight_parking();
   }
-  uint64_t seed_ = 0;
-  std::mt19937_64 rng_;
-  std::unique_ptr<Ops> ops_;
+  Ops* ops_ = nullptr;
   WeightParking* parking_ = nullptr;
 };
 
 TEST_F(CudaWeightParkingTest, ParkAndUnparkGiveTheBytesBackBitForBit) {
-  WANRT_REQUIRE_GPU();
   SCOPED_TRACE("WANRT_TEST_SEED=" + std::to_string(seed_));
   ASSERT_NE(parking_, nullptr);
   const Tensor matrix = testing::random_normal({37, 129}, rng_);
@@ -95,8 +91,7 @@ TEST_F(CudaWeightParkingTest, ParkAndUnparkGiveTheBytesBackBitForBit) {
     EXPECT_EQ(parked.device(), Device::Host);
     EXPECT_EQ(parked.is_row_scaled(), weight.is_row_scaled());
     EXPECT_TRUE(bitwise_equal(host_bytes(parked), device_bytes(*ops_, weight)));
-    // The memory the pool hands out next held NaN.
-    { const Tensor poison = ops_->upload(testing::poisoned({static_cast<int64_t>(weight.nbytes() / 4 + 1)})); }
+    poison_pool(weight.nbytes());  // the memory the pool hands out next holds NaN
     const Tensor back = parking_->unpark(parked);
     parking_->await(parking_->arrival());
     EXPECT_EQ(back.device(), Device::Cuda);
@@ -109,14 +104,13 @@ TEST_F(CudaWeightParkingTest, ParkAndUnparkGiveTheBytesBackBitForBit) {
 }
 
 TEST_F(CudaWeightParkingTest, OpsAfterAwaitReadTheArrivedBytes) {
-  WANRT_REQUIRE_GPU();
   SCOPED_TRACE("WANRT_TEST_SEED=" + std::to_string(seed_));
   const int64_t rows = 4096, cols = 16384;  // 256 MiB of float32: ~5 ms over PCIe
   const Tensor values = testing::random_uniform({rows, cols}, rng_, -2.0f, 2.0f);
   const Tensor parked = parking_->park(ops_->upload(values));
   for (int round = 0; round < 3; ++round) {
     SCOPED_TRACE("round " + std::to_string(round));
-    { const Tensor poison = ops_->upload(testing::poisoned({rows, cols})); }
+    poison_pool(parked.nbytes());
     const Tensor back = parking_->unpark(parked);
     parking_->await(parking_->arrival());
     // add() queued right away: without the wait it would race the copy and read NaN.
@@ -126,7 +120,6 @@ TEST_F(CudaWeightParkingTest, OpsAfterAwaitReadTheArrivedBytes) {
 }
 
 TEST_F(CudaWeightParkingTest, RefusesWhatItCannotMove) {
-  WANRT_REQUIRE_GPU();
   const Tensor host = testing::random_normal({8}, rng_);
   EXPECT_ERROR_MENTIONS(parking_->park(host), "device tensor");
   EXPECT_ERROR_MENTIONS(parking_->unpark(ops_->upload(host)), "already on the device");
@@ -151,7 +144,6 @@ void expect_same_forwards(Ops& ops, const WanModel& expert, const WanModel& resi
 }
 
 TEST_F(CudaWeightParkingTest, AnExpertBroughtBackComputesWhatTheResidentOneDoes) {
-  WANRT_REQUIRE_GPU();
   SCOPED_TRACE("WANRT_TEST_SEED=" + std::to_string(seed_));
   const DitConfig config = small_config();
   const TensorStore weights = testing::random_dit_weights(config, rng_, 0.05f);
