@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "core/tensor.h"
@@ -93,7 +94,9 @@ class GraphCapture {
 // while the GPU computes, where a copy from pageable memory (a memory-mapped checkpoint) goes
 // through the host CPU and blocks it. Why tickets: an expert brought in block by block can
 // start its first forward when its first block has arrived; each block's ops wait, on the
-// device, for that block's copies only (the host never blocks).
+// device, for that block's copies only (the host never blocks). Why copies start only when
+// awaited: the copy engine serves copies in order, so a whole expert queued ahead of a forward
+// would also delay that forward's own small uploads (its latent, its text) by the whole copy.
 class WeightParking {
  public:
   virtual ~WeightParking() = default;
@@ -101,15 +104,21 @@ class WeightParking {
   // a row-scaled tensor keeps its scales). Returns when the copy is complete. Fails with a
   // clear error when the host cannot lock that much memory.
   virtual Tensor park(const Tensor& weight) = 0;
-  // A new backend tensor that will hold a parked tensor's bytes. The copy is queued on a copy
-  // engine and runs while later ops run: the tensor may not be read by an op before a ticket
-  // that covers it has been awaited.
+  // What upload_weight(host), or quantize_weight(host, *codes), would put in backend memory,
+  // built on the host straight into page-locked memory: the same bytes, with no device work.
+  // Unlike every other call of the backend, safe on a thread other than the one that queues
+  // ops, so that an idle expert can be parked while the device computes.
+  virtual Tensor park_checkpoint_weight(const Tensor& host, std::optional<DType> codes) = 0;
+  // A new backend tensor that will hold a parked tensor's bytes. Its copy runs on a copy engine,
+  // under later ops, once a ticket that covers it (or the ticket just before that one) is
+  // awaited; no op may read the tensor before a ticket covering it has been awaited.
   virtual Tensor unpark(const Tensor& parked) = 0;
-  // A ticket for every unpark() queued so far.
+  // A ticket for every unpark() since the previous ticket.
   virtual uint64_t arrival() = 0;
-  // Ops queued after this call wait (on the device; the host does not block) until the copies
-  // `ticket` covers are complete. Awaiting a ticket already awaited costs nothing, so a
-  // captured graph never holds such a wait.
+  // Starts the copies of `ticket` and of the ticket after it (where not started yet), and makes
+  // ops queued after this call wait, on the device (the host does not block), until the copies
+  // of `ticket` and of every earlier ticket are complete. Awaiting a ticket already awaited costs
+  // nothing, so a captured graph never holds such a wait.
   virtual void await(uint64_t ticket) = 0;
 };
 

@@ -53,13 +53,8 @@ Quantization stored_quantization(const DitConfig& config, const TensorStore& wei
 
 }  // namespace
 
-WanModel WanModel::load(const DitConfig& config, const TensorStore& weights, Ops& ops,
-                        const DitLoadOptions& options) {
-  WANRT_CHECK(config.patch_size[0] == 1, "DiT: temporal patch size ", config.patch_size[0],
-              " is not supported (Wan2.2 uses 1)");
-  config.check_weights(weights, "DiT checkpoint");
-  WanModel model;
-  model.config_ = config;
+Quantization WanModel::loaded_quantization(const DitConfig& config, const TensorStore& weights,
+                                           const DitLoadOptions& options) {
   const Quantization stored = stored_quantization(config, weights);
   WANRT_CHECK(stored == Quantization::None || options.quantize == Quantization::None ||
                   options.quantize == stored,
@@ -67,18 +62,33 @@ WanModel WanModel::load(const DitConfig& config, const TensorStore& weights, Ops
               "to ", quantization_name(options.quantize), " would compound two roundings: load "
               "it without quantization (it runs ", quantization_name(stored), "), or quantize "
               "the float checkpoint");
-  model.quantization_ = stored != Quantization::None ? stored : options.quantize;
+  return stored != Quantization::None ? stored : options.quantize;
+}
+
+WanModel WanModel::load(const DitConfig& config, const TensorStore& weights, Ops& ops,
+                        const DitLoadOptions& options) {
+  WANRT_CHECK(config.patch_size[0] == 1, "DiT: temporal patch size ", config.patch_size[0],
+              " is not supported (Wan2.2 uses 1)");
+  config.check_weights(weights, "DiT checkpoint");
+  WanModel model;
+  model.config_ = config;
+  model.quantization_ = loaded_quantization(config, weights, options);
   const int64_t dim = config.dim;
-  // Where a weight goes once the backend has it: stays there, or is parked in host memory.
-  auto place = [&](Tensor weight) { return options.park ? options.park->park(weight) : weight; };
-  auto tensor = [&](const std::string& name) { return place(ops.upload_weight(weights.get(name))); };
+  // A checkpoint tensor into backend memory, or, when parking, into page-locked host memory in
+  // the backend's format (no backend op then: a background thread may load a parked expert).
+  auto weight = [&](const Tensor& host) {
+    return options.park ? options.park->park_checkpoint_weight(host, std::nullopt) : ops.upload_weight(host);
+  };
+  auto tensor = [&](const std::string& name) { return weight(weights.get(name)); };
   auto linear = [&](const std::string& name) {
     return Linear{tensor(name + ".weight"), tensor(name + ".bias")};
   };
   // The blocks' linear layers: the one place the weight format is chosen.
   auto block_linear = [&](const std::string& name) {
     if (model.quantization_ == Quantization::None) return linear(name);
-    return Linear{place(ops.quantize_weight(weights.get(name + ".weight"), quantization_dtype(model.quantization_))),
+    const DType codes = quantization_dtype(model.quantization_);
+    const Tensor& host = weights.get(name + ".weight");
+    return Linear{options.park ? options.park->park_checkpoint_weight(host, codes) : ops.quantize_weight(host, codes),
                   tensor(name + ".bias")};
   };
   model.parked_ = options.park != nullptr;
@@ -89,7 +99,7 @@ WanModel WanModel::load(const DitConfig& config, const TensorStore& weights, Ops
   };
   const int64_t patch_features =
       config.in_dim * config.patch_size[0] * config.patch_size[1] * config.patch_size[2];
-  model.patch_embedding = {place(ops.upload_weight(weights.get("patch_embedding.weight").reshape({dim, patch_features}))),
+  model.patch_embedding = {weight(weights.get("patch_embedding.weight").reshape({dim, patch_features})),
                            tensor("patch_embedding.bias")};
   model.text_embedding_0 = linear("text_embedding.0");
   model.text_embedding_2 = linear("text_embedding.2");
@@ -99,7 +109,7 @@ WanModel WanModel::load(const DitConfig& config, const TensorStore& weights, Ops
   for (int64_t i = 0; i < config.num_layers; ++i) {
     const std::string prefix = "blocks." + std::to_string(i);
     Block block;
-    block.modulation = place(ops.upload_weight(weights.get(prefix + ".modulation").reshape({6, dim})));
+    block.modulation = weight(weights.get(prefix + ".modulation").reshape({6, dim}));
     block.self_attn = attention(prefix + ".self_attn");
     block.norm3_weight = tensor(prefix + ".norm3.weight");
     block.norm3_bias = tensor(prefix + ".norm3.bias");
@@ -108,7 +118,7 @@ WanModel WanModel::load(const DitConfig& config, const TensorStore& weights, Ops
     block.ffn_down = block_linear(prefix + ".ffn.2");
     model.blocks.push_back(std::move(block));
   }
-  model.head_modulation = place(ops.upload_weight(weights.get("head.modulation").reshape({2, dim})));
+  model.head_modulation = weight(weights.get("head.modulation").reshape({2, dim}));
   model.head_linear = linear("head.head");
   return model;
 }

@@ -56,9 +56,10 @@ struct DitLoadOptions {
   // at load from the float checkpoint. A checkpoint that is already quantized loads as it is
   // (None, or the same scheme, accepts it; the other scheme is an error).
   Quantization quantize = Quantization::None;
-  // Load straight into page-locked host memory (--offload_model, WeightParking in ops.h): each
-  // weight is uploaded, converted or quantized by the backend and parked at once, so the device
-  // never holds more than one of them. The model is then parked(); unparked() brings it in.
+  // Load straight into page-locked host memory (--offload_model, WeightParking in ops.h), in
+  // the backend's weight format, computed on the host (park_checkpoint_weight): no backend op
+  // runs, so this may run on a background thread while the backend computes. The model is then
+  // parked; unparked() brings it in.
   WeightParking* park = nullptr;
 };
 
@@ -67,6 +68,12 @@ class WanModel {
   // Checks `weights` against `config` and uploads them through `ops`.
   static WanModel load(const DitConfig& config, const TensorStore& weights, Ops& ops,
                        const DitLoadOptions& options = {});
+
+  // The format load() gives the blocks' linear weights for this checkpoint and these options
+  // (the checkpoint's own quantization, else options.quantize); an error for a combination
+  // load() refuses. Reads the checkpoint's dtypes only.
+  static Quantization loaded_quantization(const DitConfig& config, const TensorStore& weights,
+                                          const DitLoadOptions& options);
 
   const DitConfig& config() const { return config_; }
   // The format of the blocks' linear weights: None (float) or the quantization in use.

@@ -1,6 +1,7 @@
 #include "pipeline/i2v_pipeline.h"
 
 #include <chrono>
+#include <future>
 #include <cmath>
 #include <numbers>
 
@@ -82,15 +83,23 @@ struct I2VPipeline::Impl {
   DitConfig high_config, low_config;
   std::unique_ptr<WanModel> high_noise, low_noise;  // null while offloaded
   // Offloading. Where the backend parks weights (Ops::weight_parking: CUDA), both experts wait
-  // in page-locked host memory in the device's format (bf16, or int8/fp8 codes), and the one
-  // needed next is brought in block by block under its first step. Elsewhere, or where the host
-  // could not lock that much memory, an expert is loaded again from the checkpoint.
+  // in page-locked host memory in the device's format (bf16, or int8/fp8 codes), parked from
+  // the checkpoint by a background thread while the device works, and the one needed next is
+  // brought in block by block under its first step. Elsewhere, or where the host could not lock
+  // that much memory, an expert is loaded again from the checkpoint when needed.
   WeightParking* parking = nullptr;
   std::unique_ptr<WanModel> high_parked, low_parked;
   // The host side of what is reloaded from the checkpoint (memory-mapped, so "host memory"
-  // costs page cache rather than a copy).
+  // costs page cache rather than a copy); the parking thread reads the experts' too.
   std::optional<TensorStore> t5_weights, high_weights, low_weights;
   double load_seconds = 0;
+  struct ParkedExperts {
+    std::unique_ptr<WanModel> high, low;
+    double seconds = 0;
+  };
+  // Last, so that it is destroyed first: its destructor waits for the parking thread, which
+  // reads the members above.
+  std::future<ParkedExperts> parking_job;
 
   void log(const std::string& message) const {
     if (options.log) options.log(message);
@@ -109,34 +118,51 @@ struct I2VPipeline::Impl {
         WanModel::load(high ? high_config : low_config, weights, *ops,
                        {.quantize = options.quantize, .park = park}));
   }
-  // --offload_model at load: parks both experts in page-locked host memory (the high-noise one
-  // is resident already: copied out; the low-noise one goes there straight from the
-  // checkpoint). Where the host cannot lock that much, the experts are reloaded from the
-  // checkpoint instead, and the log says so.
-  void park_experts() {
+  // --offload_model at load: starts parking both experts in page-locked host memory on a
+  // background thread (host work only: reading the checkpoint, converting or quantizing it
+  // exactly as the device would, and locking memory, ~1.3 GB/s), while the high-noise expert,
+  // loaded resident, starts denoising.
+  void start_parking() {
     parking = ops->weight_parking();
     if (!parking) return;
-    const auto start = Clock::now();
-    try {
-      low_parked = load_expert(false, parking);
-      high_parked = std::make_unique<WanModel>(high_noise->parked(*parking));
-    } catch (const Error& error) {
-      high_parked.reset();
-      low_parked.reset();
-      parking = nullptr;
-      log(str_cat("--offload_model: the experts could not be parked in page-locked host memory, so "
-                  "the idle one is loaded again from the checkpoint when needed (slower): ",
-                  error.what()));
-      return;
+    parking_job = std::async(std::launch::async, [this] {
+      const auto start = Clock::now();
+      ParkedExperts parked;
+      parked.low = load_expert(false, parking);  // needed first: at the switch
+      parked.high = load_expert(true, parking);  // for the next video
+      parked.seconds = seconds_since(start);
+      return parked;
+    });
+    log("--offload_model: parking both experts in page-locked host memory on a background thread");
+  }
+  // The parked experts, once the background thread is done (waiting for it if it is not);
+  // false where parking is off or failed (then experts are reloaded from the checkpoint).
+  bool parked_experts_ready() {
+    if (parking_job.valid()) {
+      const auto start = Clock::now();
+      try {
+        ParkedExperts parked = parking_job.get();
+        high_parked = std::move(parked.high);
+        low_parked = std::move(parked.low);
+        const double waited = seconds_since(start);
+        log(str_cat("--offload_model: both experts parked in page-locked host memory in ",
+                    std::lround(parked.seconds), " s on the background thread",
+                    waited >= 0.01 ? str_cat(" (the switch waited ", waited, " s for it)") : ""));
+        high_weights.reset();  // the experts come back from their parked copies now
+        low_weights.reset();
+      } catch (const Error& error) {
+        parking = nullptr;
+        log(str_cat("--offload_model: the experts could not be parked in page-locked host memory, so "
+                    "the idle one is loaded again from the checkpoint when needed (slower): ",
+                    error.what()));
+      }
     }
-    log(str_cat("--offload_model: both experts parked in page-locked host memory in ",
-                seconds_since(start), " s; the idle one is brought in block by block during its "
-                "first step"));
+    return parking && high_parked && low_parked;
   }
   // Makes the expert resident, freeing the other first when offloading; returns the host
   // seconds spent bringing weights in (0 when it already was resident). From parked weights
-  // that is only the queueing of the copies: they run under the first step, which waits for
-  // each block's weights just before that block.
+  // that is only the queueing of the copies: they run under the first step, whose blocks each
+  // wait for their own weights.
   double ensure_expert(bool high, DitRunner& runner) {
     std::unique_ptr<WanModel>& wanted = high ? high_noise : low_noise;
     if (wanted) return 0;
@@ -146,13 +172,14 @@ struct I2VPipeline::Impl {
     const bool freed = other != nullptr;
     other.reset();  // its device weights, and its graphs' memory, go before the next expert's arrive
     runner.drop_gone_experts();
+    const auto start = Clock::now();
+    const bool parked = parked_experts_ready();
     const std::string freed_note =
-        freed ? str_cat("; the ", other_name, " was freed and waits in ",
-                        parking ? "page-locked " : "", "host memory")
+        freed ? str_cat("; the ", other_name, " was freed and waits in ", parked ? "page-locked " : "",
+                        "host memory")
               : "";
-    if (const WanModel* parked = high ? high_parked.get() : low_parked.get()) {
-      const auto start = Clock::now();
-      wanted = std::make_unique<WanModel>(parked->unparked(*parking));
+    if (parked) {
+      wanted = std::make_unique<WanModel>((high ? high_parked : low_parked)->unparked(*parking));
       const double seconds = seconds_since(start);
       log(str_cat("--offload_model: ", name, " queued for the device from page-locked host memory in ",
                   static_cast<int64_t>(std::lround(seconds * 1000)), " ms; its blocks arrive during "
@@ -160,7 +187,6 @@ struct I2VPipeline::Impl {
       return seconds;
     }
     barrier();
-    const auto start = Clock::now();
     wanted = load_expert(high);
     barrier();
     const double seconds = seconds_since(start);
@@ -243,12 +269,11 @@ std::unique_ptr<I2VPipeline> I2VPipeline::load(const std::string& checkpoint_dir
     m.high_weights.reset();
     m.low_weights.reset();
   } else {
-    m.park_experts();
-    if (m.low_parked) {
-      check_same_quantization(*m.low_parked);
-      m.high_weights.reset();  // the experts come back from their parked copies
-      m.low_weights.reset();
-    }
+    WANRT_CHECK(WanModel::loaded_quantization(m.low_config, *m.low_weights, {.quantize = m.options.quantize}) ==
+                    m.quantization,
+                "the high-noise expert's weights are ", quantization_name(m.quantization),
+                " but the low-noise expert's are not; quantize both (wanrt quantize) or neither");
+    m.start_parking();
   }
   WANRT_CHECK(m.high_config.out_dim == m.vae->config.z_dim, "the DiT predicts ",
               m.high_config.out_dim, " latent channels but the VAE has ", m.vae->config.z_dim);

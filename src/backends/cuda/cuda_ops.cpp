@@ -158,7 +158,7 @@ Tensor CudaOps::upload_weight(const Tensor& host) {
               host.describe());
   // Matrices feed BF16 GEMMs; convolution kernels (3-D and more) compute in conv_dtype; vectors
   // (biases, norm gains, modulation) stay exact in F32.
-  const DType target = host.dim() >= 3 ? options_.conv_dtype : host.dim() == 2 ? DType::BF16 : DType::F32;
+  const DType target = weight_format(host);
   // F64 and FP8 checkpoints are rare: widen them on the host, then stream as F32.
   const Tensor source = is_device_float(host.dtype()) && host.is_contiguous() ? host : host.to(DType::F32);
   Tensor out = empty(target, host.shape());

@@ -21,10 +21,12 @@
 
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <tuple>
+#include <vector>
 
 #include "backends/cuda/cuda_ops.h"
 
@@ -48,8 +50,8 @@ class CudaOps;
 
 // Bytes moved by weight parking, for offload reports.
 struct ParkingStats {
-  uint64_t parked_bytes = 0;    // device -> page-locked host
-  uint64_t unparked_bytes = 0;  // page-locked host -> device
+  std::atomic<uint64_t> parked_bytes{0};    // into page-locked host memory (park*, any thread)
+  std::atomic<uint64_t> unparked_bytes{0};  // page-locked host -> device
 };
 
 // WeightParking (ops.h) on CUDA; see cuda_weight_parking.cpp.
@@ -60,20 +62,37 @@ class CudaWeightParking final : public WeightParking {
   CudaWeightParking(const CudaWeightParking&) = delete;
   CudaWeightParking& operator=(const CudaWeightParking&) = delete;
   Tensor park(const Tensor& weight) override;
+  Tensor park_checkpoint_weight(const Tensor& host, std::optional<DType> codes) override;
   Tensor unpark(const Tensor& parked) override;
   uint64_t arrival() override;
   void await(uint64_t ticket) override;
   const ParkingStats& stats() const { return stats_; }
 
+  // One unparked tensor's copy, shared by the group that issues it and the tensor's owner
+  // (whose free must follow the copy, or cancel it when it never started).
+  struct Copy {
+    void* dst = nullptr;
+    Tensor src;  // the parked tensor (kept alive until the copy has run)
+    size_t bytes = 0;
+    bool issued = false, cancelled = false;
+    std::shared_ptr<cudaEvent_t> done;  // the group's event, once issued
+  };
+
  private:
-  Tensor park_bytes(const Tensor& weight);    // one plain tensor (codes or scales)
-  Tensor unpark_bytes(const Tensor& parked);
+  struct Group {
+    std::vector<std::shared_ptr<Copy>> copies;
+    cudaEvent_t allocated = nullptr;  // op stream: after the group's allocations
+    std::shared_ptr<cudaEvent_t> done;  // copy stream: after the group's copies, once issued
+  };
+  Tensor unpark_bytes(const Tensor& parked);  // one plain tensor (codes or scales)
+  void issue_through(uint64_t ticket);
   CudaOps& ops_;
+  int device_ = 0;
   cudaStream_t copy_stream_ = nullptr;
   std::shared_ptr<CUstream_st> copy_stream_owner_;
-  cudaEvent_t handoff_ = nullptr;  // the op stream's point after an unpark's allocation
-  std::map<uint64_t, cudaEvent_t> pending_;  // tickets issued and not yet awaited
-  uint64_t issued_ = 0, awaited_ = 0;
+  std::vector<std::shared_ptr<Copy>> open_;  // unpark()s since the last ticket
+  std::map<uint64_t, Group> groups_;         // tickets not yet awaited
+  uint64_t tickets_ = 0, issued_ = 0, awaited_ = 0;
   ParkingStats stats_;
 };
 
@@ -94,6 +113,10 @@ class CudaOps final : public Ops, public GraphCapture {
   // nearest even), queued on stream().
   Tensor as_dtype(const Tensor& t, DType dtype);
   LoadStats load_stats() const { return load_stats_; }
+  // The dtype upload_weight() gives a checkpoint tensor of this shape on the device.
+  DType weight_format(const Tensor& host) const {
+    return host.dim() >= 3 ? options_.conv_dtype : host.dim() == 2 ? DType::BF16 : DType::F32;
+  }
 
   // GraphCapture (cuda_graph.cpp): this object where CudaOptions::graphs (and
   // WANRT_CUDA_GRAPH) allow, else null.
