@@ -115,8 +115,33 @@ struct Params {
   int q_len, kv_len, heads, m_blocks, tiles, k_tiles;
 };
 
-template <int kStages_, int kFlush_>
+// Feature bits of a configuration (Int8Tiling::features):
+// - kIntMax: the tile's row maxima on the s32 scores themselves (3-input integer max, DPX on
+//   sm_90), and the float bias of score_to_float folded into the exp2 argument's FFMA, so a
+//   score costs IADD + FFMA + MUFU instead of IADD + FADD + FMNMX + FFMA + MUFU.
+// - kTensorSum: the softmax row sums on the tensor core: P (E4M3, the A fragment the P·V
+//   wgmma already has) times a 128 × 8 tile of ones, a wgmma m64n8k32 per k32 step into a
+//   fresh accumulator, instead of 64 FADDs per thread and tile. The sum is then over the
+//   rounded P that the numerator uses too.
+// - kExpTurns: the two consumers take turns at their exp2 stretches (two more named
+//   barriers), the way the GEMM issue already alternates: MUFU is the scarcest unit (16 exp2
+//   per clock and SM), and two consumers exponentiating at once slow each other while the
+//   tensor cores wait; in turns, one consumer's exp2 run under the other's max, packing and
+//   GEMM issue.
+// - kQDescLate: the Q descriptors recomputed (uniform registers) at each S = Q·Kᵀ instead of
+//   being kept in 8 registers across the loop (which spilled).
+inline constexpr int kIntMax = 1;
+inline constexpr int kTensorSum = 2;
+inline constexpr int kExpTurns = 4;
+inline constexpr int kQDescLate = 8;
+
+template <int kStages_, int kFlush_, int kFeatures_ = 0>
 struct Config {
+  static constexpr int kFeatures = kFeatures_;
+  static constexpr bool kIntMax = (kFeatures & int8attn::kIntMax) != 0;
+  static constexpr bool kTensorSum = (kFeatures & int8attn::kTensorSum) != 0;
+  static constexpr bool kExpTurns = (kFeatures & int8attn::kExpTurns) != 0;
+  static constexpr bool kQDescLate = (kFeatures & int8attn::kQDescLate) != 0;
   static constexpr int kConsumers = 2;
   static constexpr int kBlockM = 64 * kConsumers;
   static constexpr int kStages = kStages_;
@@ -129,7 +154,8 @@ struct Config {
   static constexpr uint32_t kKTileBytes = kBlockN * 128;    // 128 keys × 128 B
   static constexpr uint32_t kVTileBytes = 128 * kBlockN;    // 128 channels × 128 keys
   static constexpr uint32_t kStageBytes = kKTileBytes + kVTileBytes;
-  static constexpr uint32_t kSmemBytes = kQBytes + kStages * kStageBytes + 1024;
+  static constexpr uint32_t kOnesBytes = kTensorSum ? 1024 : 0;  // the ones tile (8 rows × 128 B)
+  static constexpr uint32_t kSmemBytes = kQBytes + kStages * kStageBytes + kOnesBytes + 1024;
   static_assert(kSmemBytes <= 227 * 1024, "shared memory per block");
 };
 
@@ -193,11 +219,24 @@ __device__ __forceinline__ void wgmma_e4m3_rs(float (&d)[64], const uint32_t (&a
 #undef WANRT_D64
 #undef WANRT_D64_NAMES
 
+// D[64×8] (+)= A·B in F32, A e4m3 from registers (the P·V fragment), B e4m3 from shared
+// memory (K-major): with B all ones, the row sums of A.
+__device__ __forceinline__ void wgmma_e4m3_rs_n8(float (&d)[4], const uint32_t (&a)[4], uint64_t b_desc,
+                                                 uint32_t accumulate) {
+  asm volatile(
+      "{\n.reg .pred p;\n"
+      "setp.ne.b32 p, %9, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n8k32.f32.e4m3.e4m3 {%0, %1, %2, %3}, {%4, %5, %6, %7}, %8, p, 1, 1;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b_desc), "r"(accumulate));
+}
+
 
 // The exact float value of an s32 score |s| < 2²², without I2F: 12,582,912 = 1.5·2²³.
-__device__ __forceinline__ float score_to_float(uint32_t s) {
-  return __uint_as_float(s + 0x4B400000u) - 12582912.0f;
-}
+inline constexpr uint32_t kScoreBias = 0x4B400000u;
+inline constexpr float kScoreBiasValue = 12582912.0f;
+__device__ __forceinline__ float biased_score(uint32_t s) { return __uint_as_float(s + kScoreBias); }
+__device__ __forceinline__ float score_to_float(uint32_t s) { return biased_score(s) - kScoreBiasValue; }
 
 }  // namespace ptx8
 
@@ -212,6 +251,19 @@ __device__ __forceinline__ float tree_reduce(float (&x)[16], Op op) {
   x[0] = op(x[0], x[2]);
   x[1] = op(x[1], x[3]);
   return op(x[0], x[1]);
+}
+
+// The same with a 3-input integer max (one DPX instruction on sm_90 for two of the above).
+__device__ __forceinline__ int tree_max_s32(const int (&x)[16], const int (&y)[16]) {
+  int a[11];
+#pragma unroll
+  for (int j = 0; j < 5; ++j) a[j] = __vimax3_s32(x[3 * j], x[3 * j + 1], x[3 * j + 2]);
+#pragma unroll
+  for (int j = 0; j < 5; ++j) a[5 + j] = __vimax3_s32(y[3 * j], y[3 * j + 1], y[3 * j + 2]);
+  a[10] = max(x[15], y[15]);
+  const int b0 = __vimax3_s32(a[0], a[1], a[2]), b1 = __vimax3_s32(a[3], a[4], a[5]);
+  const int b2 = __vimax3_s32(a[6], a[7], a[8]), b3 = max(a[9], a[10]);
+  return max(__vimax3_s32(b0, b1, b2), b3);
 }
 
 namespace ptx = sm90::ptx;
@@ -257,7 +309,7 @@ __device__ __forceinline__ void run_producer(const Params& p, uint32_t q_smem, u
 
 template <class C>
 __device__ __forceinline__ void run_consumer(const Params& p, int consumer, uint32_t q_smem, uint32_t kv_smem,
-                                             uint32_t bars) {
+                                             uint32_t ones_smem, uint32_t bars) {
   using B = Slots<C>;
   const int tid = static_cast<int>(threadIdx.x) % 128, warp = tid / 32, lane = tid % 32;
   const uint32_t q_tile = q_smem + static_cast<uint32_t>(consumer) * C::kQTileBytes;
@@ -275,29 +327,37 @@ __device__ __forceinline__ void run_consumer(const Params& p, int consumer, uint
   auto issue_qk = [&](uint32_t (&s)[64], uint32_t stage) {
     ptx::fence_registers(s);
     ptx::wgmma_fence();
+    uint32_t q_address = q_tile;
+    if constexpr (C::kQDescLate) asm volatile("" : "+r"(q_address));  // no hoisting out of the loop
 #pragma unroll
     for (int ks = 0; ks < kHeadDim / 32; ++ks) {
       const uint32_t in_row = static_cast<uint32_t>(ks) * 32;
-      ptx8::wgmma_s8(s, ptx::k_major_desc(q_tile + in_row), ptx::k_major_desc(k_tile(stage) + in_row),
+      ptx8::wgmma_s8(s, ptx::k_major_desc(q_address + in_row), ptx::k_major_desc(k_tile(stage) + in_row),
                      ks > 0 ? 1u : 0u);
     }
     ptx::wgmma_commit();
     ptx::fence_registers(s);
   };
-  // acc (+)= P·V: four k32 steps over the 128 keys of the tile (+32 B in each Vᵀ row).
-  auto issue_pv = [&](float (&acc)[64], uint32_t (&pf)[16], uint32_t stage, bool fresh) {
+  // acc (+)= P·V: four k32 steps over the 128 keys of the tile (+32 B in each Vᵀ row); with
+  // kTensorSum also sums = P·ones (a fresh accumulator: the tile's row sums).
+  auto issue_pv = [&](float (&acc)[64], uint32_t (&pf)[16], float (&sums)[4], uint32_t stage, bool fresh) {
     ptx::fence_registers(acc);
     ptx::fence_registers(pf);
+    if constexpr (C::kTensorSum) ptx::fence_registers(sums);
     ptx::wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < kBlockN / 32; ++kk) {
       const uint32_t a[4] = {pf[4 * kk], pf[4 * kk + 1], pf[4 * kk + 2], pf[4 * kk + 3]};
       ptx8::wgmma_e4m3_rs(acc, a, ptx::k_major_desc(v_tile(stage) + static_cast<uint32_t>(kk) * 32),
                           fresh && kk == 0 ? 0u : 1u);
+      if constexpr (C::kTensorSum)
+        ptx8::wgmma_e4m3_rs_n8(sums, a, ptx::k_major_desc(ones_smem + static_cast<uint32_t>(kk) * 32),
+                               kk == 0 ? 0u : 1u);
     }
     ptx::wgmma_commit();
     ptx::fence_registers(acc);
     ptx::fence_registers(pf);
+    if constexpr (C::kTensorSum) ptx::fence_registers(sums);
   };
   // Online softmax of one score tile: s (s32 bits) in, P·448 out in pv (F32), the running
   // max in the log2 domain
@@ -305,10 +365,73 @@ __device__ __forceinline__ void run_consumer(const Params& p, int consumer, uint
   // q_scale(row)·k_scale(tile) ≥ 0. Element 4·j + 2·h + e of the m64n128 layout is row
   // lane/4 + 8·h, key 8·j + 2·(lane%4) + e. `mask` (std::true_type on a partial last tile):
   // keys ≥ valid_keys get no weight.
-  auto softmax = [&](auto mask, const uint32_t (&s)[64], float (&pv)[64], float (&row_max)[2],
+  // kExpTurns: consumer c waits on barrier 3 + c before its exp2 and arrives on the other's
+  // after them. Unconditionally (a branch here splits the softmax's schedule): consumer 1
+  // arrives once on consumer 0's barrier before its first tile so that consumer 0 starts,
+  // and consumer 0 takes that extra arrival with one more wait after its last tile.
+  auto exp_begin = [&](uint32_t (&s)[64]) {
+    if constexpr (C::kExpTurns) {
+      ptx::named_sync(3 + consumer, 256);
+      ptx::fence_registers(s);  // the exp2 below read s after the barrier
+    }
+  };
+  auto exp_end = [&] {
+    if constexpr (C::kExpTurns) ptx::named_arrive(4 - consumer, 256);
+  };
+  if constexpr (C::kExpTurns)
+    if (consumer == 1) ptx::named_arrive(3, 256);
+  auto softmax = [&](auto mask, uint32_t (&s)[64], float (&pv)[64], float (&row_max)[2],
                      float (&row_sum)[2], float (&alpha)[2], const float (&dq)[2], int valid_keys) {
     constexpr bool kMask = decltype(mask)::value;
     auto masked = [&](int i) { return kMask && 8 * (i / 4) + column0 + (i & 1) >= valid_keys; };
+    if constexpr (C::kIntMax) {
+      // Both rows' maxima on the integers (masked keys: INT_MIN), then per row one float.
+      int tile_max[2];
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        int x[16], y[16];
+#pragma unroll
+        for (int j = 0; j < 16; ++j) {
+          x[j] = masked(4 * j + 2 * h) ? INT_MIN : static_cast<int>(s[4 * j + 2 * h]);
+          y[j] = masked(4 * j + 2 * h + 1) ? INT_MIN : static_cast<int>(s[4 * j + 2 * h + 1]);
+        }
+        tile_max[h] = tree_max_s32(x, y);
+      }
+#pragma unroll
+      for (int h = 0; h < 2; ++h) tile_max[h] = max(tile_max[h], __shfl_xor_sync(0xffffffffu, tile_max[h], 1));
+#pragma unroll
+      for (int h = 0; h < 2; ++h) tile_max[h] = max(tile_max[h], __shfl_xor_sync(0xffffffffu, tile_max[h], 2));
+      exp_begin(s);
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        // Every tile holds at least one valid key, so tile_max is a real score; dq ≥ 0 keeps
+        // the order.
+        const float new_max = fmaxf(row_max[h], ptx8::score_to_float(static_cast<uint32_t>(tile_max[h])) * dq[h]);
+        alpha[h] = row_max[h] == -INFINITY ? 0.0f : ptx::exp2_approx(row_max[h] - new_max);
+        row_max[h] = new_max;
+        // P·448 = exp2(x·dq − max + log2(448)) with x = biased − 12,582,912: one FFMA on the
+        // biased score. bias_offset's rounding (≤ 0.75·dq) is under one unit of the integer
+        // score, far below the quantization error of q and k.
+        const float bias_offset = fmaf(ptx8::kScoreBiasValue, dq[h], new_max - kLog2PScale);
+        [[maybe_unused]] float partial_sum[16];
+#pragma unroll
+        for (int j = 0; j < 16; ++j) {
+#pragma unroll
+          for (int e = 2 * h; e < 2 * h + 2; ++e) {
+            float x = ptx::exp2_approx(fmaf(ptx8::biased_score(s[4 * j + e]), dq[h], -bias_offset));
+            // Explicit zero: masked keys may hold any score.
+            if (masked(4 * j + e)) x = 0.0f;
+            pv[4 * j + e] = x;
+          }
+          if constexpr (!C::kTensorSum) partial_sum[j] = pv[4 * j + 2 * h] + pv[4 * j + 2 * h + 1];
+        }
+        if constexpr (!C::kTensorSum)
+          row_sum[h] = row_sum[h] * alpha[h] + tree_reduce(partial_sum, [](float a, float b) { return a + b; });
+      }
+      exp_end();
+      return;
+    }
+    exp_begin(s);  // (this path: the conversion and max inside the turn too)
 #pragma unroll
     for (int i = 0; i < 64; ++i) pv[i] = masked(i) ? -INFINITY : ptx8::score_to_float(s[i]);
 #pragma unroll
@@ -327,7 +450,7 @@ __device__ __forceinline__ void run_consumer(const Params& p, int consumer, uint
       alpha[h] = row_max[h] == -INFINITY ? 0.0f : ptx::exp2_approx(row_max[h] - new_max);
       row_max[h] = new_max;
       const float offset = new_max - kLog2PScale;  // P·448 = exp2(x·dq − max + log2(448))
-      float partial_sum[16];
+      [[maybe_unused]] float partial_sum[16];
 #pragma unroll
       for (int j = 0; j < 16; ++j) {
 #pragma unroll
@@ -337,10 +460,12 @@ __device__ __forceinline__ void run_consumer(const Params& p, int consumer, uint
           if (masked(4 * j + e)) x = 0.0f;
           pv[4 * j + e] = x;
         }
-        partial_sum[j] = pv[4 * j + 2 * h] + pv[4 * j + 2 * h + 1];
+        if constexpr (!C::kTensorSum) partial_sum[j] = pv[4 * j + 2 * h] + pv[4 * j + 2 * h + 1];
       }
-      row_sum[h] = row_sum[h] * alpha[h] + tree_reduce(partial_sum, [](float a, float b) { return a + b; });
+      if constexpr (!C::kTensorSum)
+        row_sum[h] = row_sum[h] * alpha[h] + tree_reduce(partial_sum, [](float a, float b) { return a + b; });
     }
+    exp_end();
   };
   // P·448 to E4M3 in the A-fragment layout of k32 step kk: register 0 (row g) holds keys
   // 2t, 2t+1, 8+2t, 9+2t of the step's 32 (chunks 4kk, 4kk+1), register 1 the same for row
@@ -395,6 +520,7 @@ __device__ __forceinline__ void run_consumer(const Params& p, int consumer, uint
     uint32_t s[64];
     float pv[64];
     uint32_t pf[16];
+    float tile_sums[4] = {0.0f, 0.0f, 0.0f, 0.0f};  // kTensorSum: the row sums of the last P (rows g, g, g+8, g+8)
     ptx::mbar_wait(bar(B::kQFull), local & 1u);
 
     auto tile_softmax = [&](int j, float k_scale, float (&alpha)[2]) {
@@ -430,9 +556,9 @@ __device__ __forceinline__ void run_consumer(const Params& p, int consumer, uint
       ptx::mbar_wait(bar(B::kVFull + static_cast<int>(v_stage)), v_phase);
       // P_{j−1}·V_{j−1}: a fresh accumulator at the start of each group of kFlush tiles.
       if constexpr (C::kFlush > 0)
-        issue_pv(ot, pf, v_stage, (j - 1) % C::kFlush == 0);
+        issue_pv(ot, pf, tile_sums, v_stage, (j - 1) % C::kFlush == 0);
       else
-        issue_pv(o, pf, v_stage, false);
+        issue_pv(o, pf, tile_sums, v_stage, false);
       turn_end();
       ptx::wgmma_wait<1>();  // S_j is done; P_{j−1}·V_{j−1} may still run
       ptx::fence_registers(s);
@@ -447,6 +573,12 @@ __device__ __forceinline__ void run_consumer(const Params& p, int consumer, uint
         ptx::fence_registers(o);
       }
       ptx::fence_registers(pf);
+      if constexpr (C::kTensorSum) {
+        ptx::fence_registers(tile_sums);
+        // P_{j−1}'s sums are relative to the previous max: add, then bring to the new one.
+#pragma unroll
+        for (int h = 0; h < 2; ++h) row_sum[h] = (row_sum[h] + tile_sums[2 * h]) * alpha[h];
+      }
       release(B::kVEmpty + static_cast<int>(v_stage));
       // Bring everything to the new running max (alpha is exactly 1 for a warp whose rows'
       // maxima stayed put, which after the first few tiles is nearly every tile).
@@ -469,17 +601,22 @@ __device__ __forceinline__ void run_consumer(const Params& p, int consumer, uint
     }
     ptx::mbar_wait(bar(B::kVFull + static_cast<int>(v_stage)), v_phase);
     if constexpr (C::kFlush > 0) {
-      issue_pv(ot, pf, v_stage, (kv_tiles - 1) % C::kFlush == 0);
+      issue_pv(ot, pf, tile_sums, v_stage, (kv_tiles - 1) % C::kFlush == 0);
       ptx::wgmma_wait<0>();
       ptx::fence_registers(ot);
 #pragma unroll
       for (int i = 0; i < 64; ++i) o[i] += ot[i];
     } else {
-      issue_pv(o, pf, v_stage, false);
+      issue_pv(o, pf, tile_sums, v_stage, false);
       ptx::wgmma_wait<0>();
       ptx::fence_registers(o);
     }
     ptx::fence_registers(pf);
+    if constexpr (C::kTensorSum) {
+      ptx::fence_registers(tile_sums);
+#pragma unroll
+      for (int h = 0; h < 2; ++h) row_sum[h] += tile_sums[2 * h];
+    }
     release(B::kVEmpty + static_cast<int>(v_stage));
 
     // Epilogue: O·v_scale[c] / rowsum → bf16 (the 448 of P cancels in the ratio).
@@ -488,8 +625,10 @@ __device__ __forceinline__ void run_consumer(const Params& p, int consumer, uint
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       float sum = row_sum[h];
-      sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-      sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+      if constexpr (!C::kTensorSum) {  // the tensor core's sums already cover the whole row
+        sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+        sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+      }
       const float inverse = 1.0f / sum;
       const int row = row0 + 8 * h;
       if (row < p.q_len) {
@@ -503,6 +642,8 @@ __device__ __forceinline__ void run_consumer(const Params& p, int consumer, uint
       }
     }
   }
+  if constexpr (C::kExpTurns)
+    if (consumer == 0) ptx::named_sync(3, 256);  // consumer 1's arrival from before its first tile
 }
 #endif  // WANRT_SM90_KERNEL
 
@@ -514,8 +655,15 @@ __global__ void __launch_bounds__(C::kThreads, 1) int8_attention_kernel(const __
   __shared__ uint64_t barrier_storage[B::kCount];
   const uint32_t base = (ptx::shared_address(smem) + 1023u) & ~1023u;  // the swizzle period
   const uint32_t q_smem = base, kv_smem = base + C::kQBytes;
+  const uint32_t ones_smem = kv_smem + C::kStages * C::kStageBytes;  // 1024-aligned
   const uint32_t bars = ptx::shared_address(barrier_storage);
   const int warpgroup = static_cast<int>(threadIdx.x) / 128;
+  if constexpr (C::kTensorSum) {
+    // E4M3 1.0 = 0x38 in every byte (so the swizzle does not matter); the wgmma reads it
+    // through the async proxy.
+    for (uint32_t i = threadIdx.x; i < C::kOnesBytes / 4; i += C::kThreads) ptx::st_shared(ones_smem + 4 * i, 0x38383838u);
+    ptx::fence_proxy_async();
+  }
   if (threadIdx.x == 0) {
     ptx::prefetch_tensor_map(&p.q_map);
     ptx::prefetch_tensor_map(&p.k_map);
@@ -537,7 +685,7 @@ __global__ void __launch_bounds__(C::kThreads, 1) int8_attention_kernel(const __
     return;
   }
   ptx::claim_registers<C::kConsumerRegisters>();
-  run_consumer<C>(p, warpgroup - 1, q_smem, kv_smem, bars);
+  run_consumer<C>(p, warpgroup - 1, q_smem, kv_smem, ones_smem, bars);
 #else
   __trap();  // never launched: the host takes this kernel only on an sm_90 GPU
 #endif
@@ -772,15 +920,25 @@ struct Int8Variant {
   void (*launch)(const Params&, int, cudaStream_t);
 };
 
-template <int kStages, int kFlush>
+template <int kStages, int kFlush, int kFeatures = 0>
 Int8Variant make_variant() {
-  return {{kStages, kFlush}, &launch<Config<kStages, kFlush>>};
+  return {{kStages, kFlush, kFeatures}, &launch<Config<kStages, kFlush, kFeatures>>};
 }
 
 // The first is the one Ops::attention uses.
 const std::vector<Int8Variant>& variants() {
   static const std::vector<Int8Variant> all = {
       make_variant<2, 4>(),
+      make_variant<2, 4, int8attn::kIntMax>(),
+      make_variant<2, 4, int8attn::kTensorSum>(),
+      make_variant<2, 4, int8attn::kIntMax | int8attn::kTensorSum>(),
+      make_variant<2, 1, int8attn::kIntMax | int8attn::kTensorSum>(),
+      make_variant<2, 0, int8attn::kIntMax | int8attn::kTensorSum>(),
+      make_variant<2, 4, int8attn::kExpTurns>(),
+      make_variant<2, 4, int8attn::kIntMax | int8attn::kTensorSum | int8attn::kExpTurns>(),
+      make_variant<2, 4, int8attn::kIntMax | int8attn::kTensorSum | int8attn::kExpTurns | int8attn::kQDescLate>(),
+      make_variant<2, 1, int8attn::kIntMax | int8attn::kTensorSum | int8attn::kExpTurns | int8attn::kQDescLate>(),
+      make_variant<2, 4, int8attn::kIntMax | int8attn::kTensorSum | int8attn::kQDescLate>(),
       make_variant<2, 1>(),
       make_variant<2, 0>(),
   };
@@ -792,7 +950,9 @@ bool aligned_16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0
 }  // namespace
 
 std::string Int8Tiling::name() const {
-  return str_cat("int8 s", stages, " f", flush_every);
+  return str_cat("int8 s", stages, " f", flush_every, features & int8attn::kIntMax ? " imax" : "",
+                 features & int8attn::kTensorSum ? " tsum" : "", features & int8attn::kExpTurns ? " turns" : "",
+                 features & int8attn::kQDescLate ? " qlate" : "");
 }
 
 std::vector<Int8Tiling> int8_attention_tilings() {
