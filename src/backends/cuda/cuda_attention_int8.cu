@@ -132,8 +132,13 @@ struct Params {
 //   being kept in 8 registers across the loop (which spilled).
 inline constexpr int kIntMax = 1;
 inline constexpr int kTensorSum = 2;
+// - kFusedPack: the wait for P_{j−1}·V_{j−1} moves before the exp2 turn (the GEMM is long
+//   done by then), so P_j is packed to E4M3 right behind its exp2 inside the turn, and the
+//   running-max correction's exp2 joins the turn too (out of it, its MUFU waited behind the
+//   other consumer's run of exp2 and held up everything issued after it).
 inline constexpr int kExpTurns = 4;
 inline constexpr int kQDescLate = 8;
+inline constexpr int kFusedPack = 16;
 
 template <int kStages_, int kFlush_, int kFeatures_ = 0>
 struct Config {
@@ -142,6 +147,8 @@ struct Config {
   static constexpr bool kTensorSum = (kFeatures & int8attn::kTensorSum) != 0;
   static constexpr bool kExpTurns = (kFeatures & int8attn::kExpTurns) != 0;
   static constexpr bool kQDescLate = (kFeatures & int8attn::kQDescLate) != 0;
+  static constexpr bool kFusedPack = (kFeatures & int8attn::kFusedPack) != 0;
+  static_assert(!kFusedPack || (kIntMax && kTensorSum), "the fused schedule is written for imax and tsum");
   static constexpr int kConsumers = 2;
   static constexpr int kBlockM = 64 * kConsumers;
   static constexpr int kStages = kStages_;
@@ -324,17 +331,22 @@ __device__ __forceinline__ void run_consumer(const Params& p, int consumer, uint
   const int last_valid = p.kv_len - (kv_tiles - 1) * kBlockN;  // 1 .. 128
   const int column0 = 2 * (lane & 3);
 
+  // Descriptors: the start address sits in the low 14 bits in 16-byte units, and every
+  // shared address here is below 256 KB, so moving the start by b bytes adds b/16 to the
+  // descriptor (one add, instead of rebuilding the descriptor from the address).
+  const uint64_t q_desc0 = ptx::k_major_desc(q_tile), k_desc0 = ptx::k_major_desc(k_tile(0));
+  const uint64_t v_desc0 = ptx::k_major_desc(v_tile(0)), ones_desc0 = ptx::k_major_desc(ones_smem);
+  constexpr uint32_t kStageDesc = C::kStageBytes / 16, kStepDesc = 32 / 16;  // a stage; a k32 step
   auto issue_qk = [&](uint32_t (&s)[64], uint32_t stage) {
     ptx::fence_registers(s);
     ptx::wgmma_fence();
-    uint32_t q_address = q_tile;
-    if constexpr (C::kQDescLate) asm volatile("" : "+r"(q_address));  // no hoisting out of the loop
+    uint64_t q_desc = q_desc0;
+    if constexpr (C::kQDescLate) asm volatile("" : "+l"(q_desc));  // no hoisting of the four out of the loop
+    const uint64_t k_desc = k_desc0 + stage * kStageDesc;
 #pragma unroll
-    for (int ks = 0; ks < kHeadDim / 32; ++ks) {
-      const uint32_t in_row = static_cast<uint32_t>(ks) * 32;
-      ptx8::wgmma_s8(s, ptx::k_major_desc(q_address + in_row), ptx::k_major_desc(k_tile(stage) + in_row),
+    for (int ks = 0; ks < kHeadDim / 32; ++ks)
+      ptx8::wgmma_s8(s, q_desc + static_cast<uint32_t>(ks) * kStepDesc, k_desc + static_cast<uint32_t>(ks) * kStepDesc,
                      ks > 0 ? 1u : 0u);
-    }
     ptx::wgmma_commit();
     ptx::fence_registers(s);
   };
@@ -345,14 +357,13 @@ __device__ __forceinline__ void run_consumer(const Params& p, int consumer, uint
     ptx::fence_registers(pf);
     if constexpr (C::kTensorSum) ptx::fence_registers(sums);
     ptx::wgmma_fence();
+    const uint64_t v_desc = v_desc0 + stage * kStageDesc;
 #pragma unroll
     for (int kk = 0; kk < kBlockN / 32; ++kk) {
       const uint32_t a[4] = {pf[4 * kk], pf[4 * kk + 1], pf[4 * kk + 2], pf[4 * kk + 3]};
-      ptx8::wgmma_e4m3_rs(acc, a, ptx::k_major_desc(v_tile(stage) + static_cast<uint32_t>(kk) * 32),
-                          fresh && kk == 0 ? 0u : 1u);
+      ptx8::wgmma_e4m3_rs(acc, a, v_desc + static_cast<uint32_t>(kk) * kStepDesc, fresh && kk == 0 ? 0u : 1u);
       if constexpr (C::kTensorSum)
-        ptx8::wgmma_e4m3_rs_n8(sums, a, ptx::k_major_desc(ones_smem + static_cast<uint32_t>(kk) * 32),
-                               kk == 0 ? 0u : 1u);
+        ptx8::wgmma_e4m3_rs_n8(sums, a, ones_desc0 + static_cast<uint32_t>(kk) * kStepDesc, kk == 0 ? 0u : 1u);
     }
     ptx::wgmma_commit();
     ptx::fence_registers(acc);
@@ -365,6 +376,18 @@ __device__ __forceinline__ void run_consumer(const Params& p, int consumer, uint
   // q_scale(row)·k_scale(tile) ≥ 0. Element 4·j + 2·h + e of the m64n128 layout is row
   // lane/4 + 8·h, key 8·j + 2·(lane%4) + e. `mask` (std::true_type on a partial last tile):
   // keys ≥ valid_keys get no weight.
+  // P·448 to E4M3 in the A-fragment layout of k32 step kk: register 0 (row g) holds keys
+  // 2t, 2t+1, 8+2t, 9+2t of the step's 32 (chunks 4kk, 4kk+1), register 1 the same for row
+  // g+8, registers 2 and 3 the same from chunks 4kk+2, 4kk+3; Vᵀ stores its keys in that order.
+  auto pack = [&](uint32_t (&pf)[16], const float (&pv)[64]) {
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        const int base = 16 * kk + 8 * (r / 2) + 2 * (r % 2);
+        pf[4 * kk + r] = pack_e4m3x4(pv[base], pv[base + 1], pv[base + 4], pv[base + 5]);
+      }
+  };
   // kExpTurns: consumer c waits on barrier 3 + c before its exp2 and arrives on the other's
   // after them. Unconditionally (a branch here splits the softmax's schedule): consumer 1
   // arrives once on consumer 0's barrier before its first tile so that consumer 0 starts,
@@ -380,8 +403,10 @@ __device__ __forceinline__ void run_consumer(const Params& p, int consumer, uint
   };
   if constexpr (C::kExpTurns)
     if (consumer == 1) ptx::named_arrive(3, 256);
-  auto softmax = [&](auto mask, uint32_t (&s)[64], float (&pv)[64], float (&row_max)[2],
-                     float (&row_sum)[2], float (&alpha)[2], const float (&dq)[2], int valid_keys) {
+  // before_exps: kFusedPack's wait for the previous P·V (then pf is free for packing P here).
+  auto softmax = [&](auto mask, uint32_t (&s)[64], float (&pv)[64], uint32_t (&pf)[16], float (&row_max)[2],
+                     float (&row_sum)[2], float (&alpha)[2], const float (&dq)[2], int valid_keys,
+                     auto&& before_exps) {
     constexpr bool kMask = decltype(mask)::value;
     auto masked = [&](int i) { return kMask && 8 * (i / 4) + column0 + (i & 1) >= valid_keys; };
     if constexpr (C::kIntMax) {
@@ -401,6 +426,43 @@ __device__ __forceinline__ void run_consumer(const Params& p, int consumer, uint
       for (int h = 0; h < 2; ++h) tile_max[h] = max(tile_max[h], __shfl_xor_sync(0xffffffffu, tile_max[h], 1));
 #pragma unroll
       for (int h = 0; h < 2; ++h) tile_max[h] = max(tile_max[h], __shfl_xor_sync(0xffffffffu, tile_max[h], 2));
+      if constexpr (C::kFusedPack) {
+        float alpha_arg[2];
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          // Every tile holds at least one valid key, so tile_max is a real score; dq ≥ 0
+          // keeps the order.
+          const float new_max =
+              fmaxf(row_max[h], ptx8::score_to_float(static_cast<uint32_t>(tile_max[h])) * dq[h]);
+          // exp2(−inf) = 0 where the row had no max yet (its sum and output are still 0).
+          alpha_arg[h] = row_max[h] - new_max;
+          row_max[h] = new_max;
+          // P·448 = exp2(x·dq − max + log2(448)) with x = biased − 12,582,912: one FFMA on
+          // the biased score. bias_offset's rounding (≤ 0.75·dq) is under one unit of the
+          // integer score, far below the quantization error of q and k.
+          const float bias_offset = fmaf(ptx8::kScoreBiasValue, dq[h], new_max - kLog2PScale);
+#pragma unroll
+          for (int j = 0; j < 16; ++j)
+#pragma unroll
+            for (int e = 2 * h; e < 2 * h + 2; ++e)
+              pv[4 * j + e] = fmaf(ptx8::biased_score(s[4 * j + e]), dq[h], -bias_offset);
+        }
+        before_exps();
+        if constexpr (C::kExpTurns) {
+          ptx::named_sync(3 + consumer, 256);
+          ptx::fence_registers(pv);  // the exp2 below read pv after the barrier
+        }
+#pragma unroll
+        for (int h = 0; h < 2; ++h) alpha[h] = ptx::exp2_approx(alpha_arg[h]);
+#pragma unroll
+        for (int i = 0; i < 64; ++i) {
+          const float x = ptx::exp2_approx(pv[i]);
+          pv[i] = masked(i) ? 0.0f : x;  // explicit zero: masked keys may hold any score
+        }
+        pack(pf, pv);
+        exp_end();
+        return;
+      }
       exp_begin(s);
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
@@ -467,18 +529,6 @@ __device__ __forceinline__ void run_consumer(const Params& p, int consumer, uint
     }
     exp_end();
   };
-  // P·448 to E4M3 in the A-fragment layout of k32 step kk: register 0 (row g) holds keys
-  // 2t, 2t+1, 8+2t, 9+2t of the step's 32 (chunks 4kk, 4kk+1), register 1 the same for row
-  // g+8, registers 2 and 3 the same from chunks 4kk+2, 4kk+3; Vᵀ stores its keys in that order.
-  auto pack = [&](uint32_t (&pf)[16], const float (&pv)[64]) {
-#pragma unroll
-    for (int kk = 0; kk < 4; ++kk)
-#pragma unroll
-      for (int r = 0; r < 4; ++r) {
-        const int base = 16 * kk + 8 * (r / 2) + 2 * (r % 2);
-        pf[4 * kk + r] = pack_e4m3x4(pv[base], pv[base + 1], pv[base + 4], pv[base + 5]);
-      }
-  };
   auto any_below_one = [&](const float (&alpha)[2]) {
     return __any_sync(0xffffffffu, alpha[0] != 1.0f || alpha[1] != 1.0f);
   };
@@ -523,12 +573,12 @@ __device__ __forceinline__ void run_consumer(const Params& p, int consumer, uint
     float tile_sums[4] = {0.0f, 0.0f, 0.0f, 0.0f};  // kTensorSum: the row sums of the last P (rows g, g, g+8, g+8)
     ptx::mbar_wait(bar(B::kQFull), local & 1u);
 
-    auto tile_softmax = [&](int j, float k_scale, float (&alpha)[2]) {
+    auto tile_softmax = [&](int j, float k_scale, float (&alpha)[2], auto&& before_exps) {
       const float dq[2] = {q_scale[0] * k_scale, q_scale[1] * k_scale};
       if (j == kv_tiles - 1 && last_valid < kBlockN)
-        softmax(std::true_type{}, s, pv, row_max, row_sum, alpha, dq, last_valid);
+        softmax(std::true_type{}, s, pv, pf, row_max, row_sum, alpha, dq, last_valid, before_exps);
       else
-        softmax(std::false_type{}, s, pv, row_max, row_sum, alpha, dq, kBlockN);
+        softmax(std::false_type{}, s, pv, pf, row_max, row_sum, alpha, dq, kBlockN, before_exps);
     };
     // Prologue: S_0 and its softmax alone.
     uint32_t stage = ring % C::kStages, phase = (ring / C::kStages) & 1u;
@@ -541,9 +591,9 @@ __device__ __forceinline__ void run_consumer(const Params& p, int consumer, uint
     if (kv_tiles == 1) release(B::kQEmpty);
     {
       float alpha[2];
-      tile_softmax(0, k_scale, alpha);
+      tile_softmax(0, k_scale, alpha, [] {});
     }
-    pack(pf, pv);
+    if constexpr (!C::kFusedPack) pack(pf, pv);
     uint32_t v_stage = stage, v_phase = phase;
     ++ring;
     for (int j = 1; j < kv_tiles; ++j, ++ring) {
@@ -565,14 +615,22 @@ __device__ __forceinline__ void run_consumer(const Params& p, int consumer, uint
       release(B::kKEmpty + static_cast<int>(stage));
       if (j == kv_tiles - 1) release(B::kQEmpty);
       float alpha[2];
-      tile_softmax(j, k_scale, alpha);
-      ptx::wgmma_wait<0>();
-      if constexpr (C::kFlush > 0) {
-        ptx::fence_registers(ot);
+      // P_{j−1}·V_{j−1} done: its accumulators and pf are free again.
+      auto pv_done = [&] {
+        ptx::wgmma_wait<0>();
+        if constexpr (C::kFlush > 0) {
+          ptx::fence_registers(ot);
+        } else {
+          ptx::fence_registers(o);
+        }
+        ptx::fence_registers(pf);
+      };
+      if constexpr (C::kFusedPack) {
+        tile_softmax(j, k_scale, alpha, pv_done);
       } else {
-        ptx::fence_registers(o);
+        tile_softmax(j, k_scale, alpha, [] {});
+        pv_done();
       }
-      ptx::fence_registers(pf);
       if constexpr (C::kTensorSum) {
         ptx::fence_registers(tile_sums);
         // P_{j−1}'s sums are relative to the previous max: add, then bring to the new one.
@@ -595,7 +653,7 @@ __device__ __forceinline__ void run_consumer(const Params& p, int consumer, uint
       } else {
         if (rescale) scale_rows(o, alpha);
       }
-      pack(pf, pv);
+      if constexpr (!C::kFusedPack) pack(pf, pv);
       v_stage = stage;
       v_phase = phase;
     }
@@ -939,6 +997,11 @@ const std::vector<Int8Variant>& variants() {
       make_variant<2, 4, int8attn::kIntMax | int8attn::kTensorSum | int8attn::kExpTurns | int8attn::kQDescLate>(),
       make_variant<2, 1, int8attn::kIntMax | int8attn::kTensorSum | int8attn::kExpTurns | int8attn::kQDescLate>(),
       make_variant<2, 4, int8attn::kIntMax | int8attn::kTensorSum | int8attn::kQDescLate>(),
+      make_variant<2, 4, int8attn::kIntMax | int8attn::kTensorSum | int8attn::kExpTurns | int8attn::kFusedPack>(),
+      make_variant<2, 4, int8attn::kIntMax | int8attn::kTensorSum | int8attn::kExpTurns | int8attn::kQDescLate | int8attn::kFusedPack>(),
+      make_variant<2, 1, int8attn::kIntMax | int8attn::kTensorSum | int8attn::kExpTurns | int8attn::kFusedPack>(),
+      make_variant<2, 1, int8attn::kIntMax | int8attn::kTensorSum | int8attn::kExpTurns | int8attn::kQDescLate | int8attn::kFusedPack>(),
+      make_variant<2, 4, int8attn::kIntMax | int8attn::kTensorSum | int8attn::kFusedPack>(),
       make_variant<2, 1>(),
       make_variant<2, 0>(),
   };
@@ -952,7 +1015,7 @@ bool aligned_16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0
 std::string Int8Tiling::name() const {
   return str_cat("int8 s", stages, " f", flush_every, features & int8attn::kIntMax ? " imax" : "",
                  features & int8attn::kTensorSum ? " tsum" : "", features & int8attn::kExpTurns ? " turns" : "",
-                 features & int8attn::kQDescLate ? " qlate" : "");
+                 features & int8attn::kQDescLate ? " qlate" : "", features & int8attn::kFusedPack ? " fuse" : "");
 }
 
 std::vector<Int8Tiling> int8_attention_tilings() {
