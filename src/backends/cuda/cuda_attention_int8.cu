@@ -128,8 +128,6 @@ struct Params {
 //   per clock and SM), and two consumers exponentiating at once slow each other while the
 //   tensor cores wait; in turns, one consumer's exp2 run under the other's max, packing and
 //   GEMM issue.
-// - kQDescLate: the Q descriptors recomputed (uniform registers) at each S = Q·Kᵀ instead of
-//   being kept in 8 registers across the loop (which spilled).
 inline constexpr int kIntMax = 1;
 inline constexpr int kTensorSum = 2;
 // - kFusedPack: the wait for P_{j−1}·V_{j−1} moves before the exp2 turn (the GEMM is long
@@ -137,7 +135,6 @@ inline constexpr int kTensorSum = 2;
 //   running-max correction's exp2 joins the turn too (out of it, its MUFU waited behind the
 //   other consumer's run of exp2 and held up everything issued after it).
 inline constexpr int kExpTurns = 4;
-inline constexpr int kQDescLate = 8;
 inline constexpr int kFusedPack = 16;
 
 template <int kStages_, int kFlush_, int kFeatures_ = 0>
@@ -146,7 +143,6 @@ struct Config {
   static constexpr bool kIntMax = (kFeatures & int8attn::kIntMax) != 0;
   static constexpr bool kTensorSum = (kFeatures & int8attn::kTensorSum) != 0;
   static constexpr bool kExpTurns = (kFeatures & int8attn::kExpTurns) != 0;
-  static constexpr bool kQDescLate = (kFeatures & int8attn::kQDescLate) != 0;
   static constexpr bool kFusedPack = (kFeatures & int8attn::kFusedPack) != 0;
   static_assert(!kFusedPack || (kIntMax && kTensorSum), "the fused schedule is written for imax and tsum");
   static constexpr int kConsumers = 2;
@@ -340,8 +336,7 @@ __device__ __forceinline__ void run_consumer(const Params& p, int consumer, uint
   auto issue_qk = [&](uint32_t (&s)[64], uint32_t stage) {
     ptx::fence_registers(s);
     ptx::wgmma_fence();
-    uint64_t q_desc = q_desc0;
-    if constexpr (C::kQDescLate) asm volatile("" : "+l"(q_desc));  // no hoisting of the four out of the loop
+    const uint64_t q_desc = q_desc0;
     const uint64_t k_desc = k_desc0 + stage * kStageDesc;
 #pragma unroll
     for (int ks = 0; ks < kHeadDim / 32; ++ks)
@@ -427,7 +422,7 @@ __device__ __forceinline__ void run_consumer(const Params& p, int consumer, uint
 #pragma unroll
       for (int h = 0; h < 2; ++h) tile_max[h] = max(tile_max[h], __shfl_xor_sync(0xffffffffu, tile_max[h], 2));
       if constexpr (C::kFusedPack) {
-        float alpha_arg[2];
+        float alpha_arg[2], bias_offset[2];
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
           // Every tile holds at least one valid key, so tile_max is a real score; dq ≥ 0
@@ -440,18 +435,23 @@ __device__ __forceinline__ void run_consumer(const Params& p, int consumer, uint
           // P·448 = exp2(x·dq − max + log2(448)) with x = biased − 12,582,912: one FFMA on
           // the biased score. bias_offset's rounding (≤ 0.75·dq) is under one unit of the
           // integer score, far below the quantization error of q and k.
-          const float bias_offset = fmaf(ptx8::kScoreBiasValue, dq[h], new_max - kLog2PScale);
-#pragma unroll
-          for (int j = 0; j < 16; ++j)
-#pragma unroll
-            for (int e = 2 * h; e < 2 * h + 2; ++e)
-              pv[4 * j + e] = fmaf(ptx8::biased_score(s[4 * j + e]), dq[h], -bias_offset);
+          bias_offset[h] = fmaf(ptx8::kScoreBiasValue, dq[h], new_max - kLog2PScale);
         }
         before_exps();
         if constexpr (C::kExpTurns) {
           ptx::named_sync(3 + consumer, 256);
-          ptx::fence_registers(pv);  // the exp2 below read pv after the barrier
+          // ptxas moves arithmetic across bar.sync (it hoisted these exp2 above it); a shared
+          // load it must leave below, added as 0·x into every argument's offset, keeps them.
+          uint32_t after_barrier;
+          asm volatile("ld.shared.b32 %0, [%1];\n" : "=r"(after_barrier) : "r"(ones_smem) : "memory");
+#pragma unroll
+          for (int h = 0; h < 2; ++h) bias_offset[h] = fmaf(0.0f, __uint_as_float(after_barrier), bias_offset[h]);
         }
+#pragma unroll
+        for (int j = 0; j < 16; ++j)
+#pragma unroll
+          for (int e = 0; e < 4; ++e)
+            pv[4 * j + e] = fmaf(ptx8::biased_score(s[4 * j + e]), dq[e / 2], -bias_offset[e / 2]);
 #pragma unroll
         for (int h = 0; h < 2; ++h) alpha[h] = ptx::exp2_approx(alpha_arg[h]);
 #pragma unroll
@@ -986,24 +986,11 @@ Int8Variant make_variant() {
 // The first is the one Ops::attention uses.
 const std::vector<Int8Variant>& variants() {
   static const std::vector<Int8Variant> all = {
-      make_variant<2, 4>(),
-      make_variant<2, 4, int8attn::kIntMax>(),
-      make_variant<2, 4, int8attn::kTensorSum>(),
-      make_variant<2, 4, int8attn::kIntMax | int8attn::kTensorSum>(),
-      make_variant<2, 1, int8attn::kIntMax | int8attn::kTensorSum>(),
-      make_variant<2, 0, int8attn::kIntMax | int8attn::kTensorSum>(),
-      make_variant<2, 4, int8attn::kExpTurns>(),
       make_variant<2, 4, int8attn::kIntMax | int8attn::kTensorSum | int8attn::kExpTurns>(),
-      make_variant<2, 4, int8attn::kIntMax | int8attn::kTensorSum | int8attn::kExpTurns | int8attn::kQDescLate>(),
-      make_variant<2, 1, int8attn::kIntMax | int8attn::kTensorSum | int8attn::kExpTurns | int8attn::kQDescLate>(),
-      make_variant<2, 4, int8attn::kIntMax | int8attn::kTensorSum | int8attn::kQDescLate>(),
+      make_variant<2, 1, int8attn::kIntMax | int8attn::kTensorSum | int8attn::kExpTurns>(),
+      make_variant<2, 0, int8attn::kIntMax | int8attn::kTensorSum | int8attn::kExpTurns>(),
       make_variant<2, 4, int8attn::kIntMax | int8attn::kTensorSum | int8attn::kExpTurns | int8attn::kFusedPack>(),
-      make_variant<2, 4, int8attn::kIntMax | int8attn::kTensorSum | int8attn::kExpTurns | int8attn::kQDescLate | int8attn::kFusedPack>(),
-      make_variant<2, 1, int8attn::kIntMax | int8attn::kTensorSum | int8attn::kExpTurns | int8attn::kFusedPack>(),
-      make_variant<2, 1, int8attn::kIntMax | int8attn::kTensorSum | int8attn::kExpTurns | int8attn::kQDescLate | int8attn::kFusedPack>(),
-      make_variant<2, 4, int8attn::kIntMax | int8attn::kTensorSum | int8attn::kFusedPack>(),
-      make_variant<2, 1>(),
-      make_variant<2, 0>(),
+      make_variant<2, 4>(),
   };
   return all;
 }
@@ -1015,7 +1002,7 @@ bool aligned_16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0
 std::string Int8Tiling::name() const {
   return str_cat("int8 s", stages, " f", flush_every, features & int8attn::kIntMax ? " imax" : "",
                  features & int8attn::kTensorSum ? " tsum" : "", features & int8attn::kExpTurns ? " turns" : "",
-                 features & int8attn::kQDescLate ? " qlate" : "", features & int8attn::kFusedPack ? " fuse" : "");
+                 features & int8attn::kFusedPack ? " fuse" : "");
 }
 
 std::vector<Int8Tiling> int8_attention_tilings() {
