@@ -136,6 +136,9 @@ inline constexpr int kTensorSum = 2;
 //   other consumer's run of exp2 and held up everything issued after it).
 inline constexpr int kExpTurns = 4;
 inline constexpr int kFusedPack = 16;
+// - kNoGemmTurns: with kExpTurns, drop the GEMM-issue turns (the exp2 turns alternate the
+//   consumers already).
+inline constexpr int kNoGemmTurns = 32;
 
 template <int kStages_, int kFlush_, int kFeatures_ = 0>
 struct Config {
@@ -144,6 +147,7 @@ struct Config {
   static constexpr bool kTensorSum = (kFeatures & int8attn::kTensorSum) != 0;
   static constexpr bool kExpTurns = (kFeatures & int8attn::kExpTurns) != 0;
   static constexpr bool kFusedPack = (kFeatures & int8attn::kFusedPack) != 0;
+  static constexpr bool kNoGemmTurns = (kFeatures & int8attn::kNoGemmTurns) != 0;
   static_assert(!kFusedPack || (kIntMax && kTensorSum), "the fused schedule is written for imax and tsum");
   static constexpr int kConsumers = 2;
   static constexpr int kBlockM = 64 * kConsumers;
@@ -437,7 +441,6 @@ __device__ __forceinline__ void run_consumer(const Params& p, int consumer, uint
           // integer score, far below the quantization error of q and k.
           bias_offset[h] = fmaf(ptx8::kScoreBiasValue, dq[h], new_max - kLog2PScale);
         }
-        before_exps();
         if constexpr (C::kExpTurns) {
           ptx::named_sync(3 + consumer, 256);
           // ptxas moves arithmetic across bar.sync (it hoisted these exp2 above it); a shared
@@ -447,6 +450,9 @@ __device__ __forceinline__ void run_consumer(const Params& p, int consumer, uint
 #pragma unroll
           for (int h = 0; h < 2; ++h) bias_offset[h] = fmaf(0.0f, __uint_as_float(after_barrier), bias_offset[h]);
         }
+        // The wait inside the turn: placed before the max, ptxas had it stall there (P·V is
+        // done by now).
+        before_exps();
 #pragma unroll
         for (int j = 0; j < 16; ++j)
 #pragma unroll
@@ -542,10 +548,12 @@ __device__ __forceinline__ void run_consumer(const Params& p, int consumer, uint
   const int turns_total = my_tiles * (kv_tiles - 1);
   int turns_done = 0;
   auto turn_begin = [&] {
-    if (consumer == 1 || turns_done > 0) ptx::named_sync(1 + consumer, 256);
+    if constexpr (!C::kNoGemmTurns)
+      if (consumer == 1 || turns_done > 0) ptx::named_sync(1 + consumer, 256);
   };
   auto turn_end = [&] {
-    if (consumer == 0 || turns_done < turns_total - 1) ptx::named_arrive(2 - consumer, 256);
+    if constexpr (!C::kNoGemmTurns)
+      if (consumer == 0 || turns_done < turns_total - 1) ptx::named_arrive(2 - consumer, 256);
     ++turns_done;
   };
 
@@ -990,6 +998,10 @@ const std::vector<Int8Variant>& variants() {
       make_variant<2, 1, int8attn::kIntMax | int8attn::kTensorSum | int8attn::kExpTurns>(),
       make_variant<2, 0, int8attn::kIntMax | int8attn::kTensorSum | int8attn::kExpTurns>(),
       make_variant<2, 4, int8attn::kIntMax | int8attn::kTensorSum | int8attn::kExpTurns | int8attn::kFusedPack>(),
+      make_variant<2, 4, int8attn::kIntMax | int8attn::kTensorSum | int8attn::kExpTurns | int8attn::kNoGemmTurns>(),
+      make_variant<2, 4,
+                   int8attn::kIntMax | int8attn::kTensorSum | int8attn::kExpTurns | int8attn::kFusedPack |
+                       int8attn::kNoGemmTurns>(),
       make_variant<2, 4>(),
   };
   return all;
@@ -1002,7 +1014,7 @@ bool aligned_16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0
 std::string Int8Tiling::name() const {
   return str_cat("int8 s", stages, " f", flush_every, features & int8attn::kIntMax ? " imax" : "",
                  features & int8attn::kTensorSum ? " tsum" : "", features & int8attn::kExpTurns ? " turns" : "",
-                 features & int8attn::kFusedPack ? " fuse" : "");
+                 features & int8attn::kFusedPack ? " fuse" : "", features & int8attn::kNoGemmTurns ? " nogt" : "");
 }
 
 std::vector<Int8Tiling> int8_attention_tilings() {
