@@ -31,7 +31,11 @@
 //   is +32 B in the row).
 // - The s32 scores become floats without I2F (16/clock/SM, the same rate as ex2, which is
 //   already the bottleneck at 8-bit tensor rates): |Σ q·k| ≤ 128·127² < 2²² so the bits of
-//   s + 0x4B400000 read as a float are exactly 12,582,912 + s, and one FADD removes the bias.
+//   s + 0x4B400000 read as a float are exactly 12,582,912 + s; the exp2 argument's FFMA
+//   takes that biased value and a per-row offset that includes 12,582,912·dq (kIntMax).
+// - The row maxima are taken on the integers (3-input integer max), the row sums by the
+//   tensor core (P times a tile of ones), and the two consumers take turns at their exp2
+//   (kIntMax, kTensorSum, kExpTurns, kFusedPack below).
 // - The F32 accumulator layout of S (row g/g+8, keys 8c + 2·(lane%4) + {0,1}) is not the
 //   8-bit A-fragment layout of the P·V wgmma (keys 4·(lane%4) + {0..3}, +16). Instead of
 //   shuffling P between threads, the pre-pass stores the keys of every 32-key group of Vᵀ in
@@ -43,41 +47,62 @@
 //   Pre-pass: reads q, k twice, v twice (bf16: 2·(Lq + 4·kv_len)·H·128 B) and writes the
 //   8-bit copies ((Lq + 2·kv_len)·H·128 B) and the scales.
 //
-// Tilings ("int8 s2 fN": 2 K/V stages, two-level accumulation every N key tiles; the first is
-// the one Ops::attention uses): f4, f1, and f0 (no two-level accumulation: fast but wrong on
-// real inputs, kept to measure what the two-level accumulation costs).
-// Measured on an H100 80GB HBM3 SXM (700 W), 2026-11-24, TFLOP/s = 4·H·Lq·Lk·d / time;
-// `bench_attention --only "int8,sm90 c2 n128 ov pp" --seconds 0.25 --rounds 2`, "+pre" is
+// Tilings ("int8 s2 fN features": 2 K/V stages, two-level accumulation every N key tiles,
+// feature names as below; the first is the one Ops::attention uses): "f4 imax tsum turns
+// fuse", the same without fuse, f1 and f0 of that (f0: no two-level accumulation, fast but
+// wrong on real inputs, kept to measure what it costs), and "f4" (the first version's
+// softmax: FMNMX on floats, FADD row sums, no turns) as the measure of what the rest gained.
+// Measured on an H100 80GB HBM3 SXM (700 W), 2026-11-25, TFLOP/s = 4·H·Lq·Lk·d / time;
+// `bench_attention --shape S --only "int8,sm90 c2 n128 ov tmastore qreg" --seconds 0.3
+// --rounds 3` (720p; other shapes 0.2 s × 2 and fewer candidates), one session; "+pre" is
 // the full call (pre-pass included), "kernel" the main kernel on operands quantized once:
-//   shape (H × Lq × Lk × d)       bf16 sm90   f4 +pre / kernel   f1 +pre / kernel   f0 +pre / kernel
-//   40 × 75,600² × 128 (720p)       655.9      742.3 / 731.6      736.7 / 732.9      768.4 / 796.6
-//    5 × 75,600² × 128 (Ulysses 8)  655.7      717.4 / 724.6      713.9 / 722.5      777.0 / 756.8
-//   40 × 32,760² × 128 (480p)       658.3      721.8 / 731.2      701.3 / 737.6      770.5 / 770.5
-//   40 × 75,600 × 512 × 128 (cross) 459.7      369.4 / 469.8      378.5 / 487.0      401.9 / 524.3
-//   A session's numbers drift by ±3% with the clocks (the "+pre" column sometimes beats the
-//   kernel alone), so f4 and f1 are a tie; f4 stays first (a few % ahead in an earlier
-//   session). The pre-pass alone: 2.1 ms at 720p (1.4% of the call), 0.32 ms Ulysses 8,
-//   0.93 ms 480p, 0.45 ms cross (a fifth of that call: Q's 75,600 rows are quantized for 512
-//   keys). The tree reductions of the softmax gained ~5% over the first version's chains
-//   (f4 kernel 698.8 → 731.6 at 720p).
+//   shape (H × Lq × Lk × d)        bf16 sm90  f4 ... fuse    f4 imax tsum turns  f1 ... turns   f0 ... turns   f4 (first version)
+//   40 × 75,600² × 128 (720p)        699.7    907.8 / 904.5  852.9 / 876.7      837.7 / 835.5  889.7 / 877.6  745.0 / 755.5
+//    5 × 75,600² × 128 (Ulysses 8)   681.7        -          835.7 / 863.8      786.2 / 823.5    - / 883.7    733.1 / 732.9
+//   40 × 32,760² × 128 (480p)        692.6        -          841.4 / 882.0      792.6 / 817.5    - / 887.5    732.7 / 738.7
+//   40 × 75,600 × 512 × 128 (cross)  577.4        -          387.7 / 513.2      396.7 / 513.9    - / 557.2    375.4 / 472.8
+//   (-: not measured; fuse won at 720p in the session's last run, after the other shapes
+//   were chosen.) Ops::attention with WANRT_ATTENTION=int8 at 720p: 877.1 (it took "f4 imax
+//   tsum turns" then), bf16 696.3. A session's numbers drift by ±3% with the clocks. The
+//   pre-pass alone: 2.1 ms at 720p (1.6% of the call), 0.32 ms Ulysses 8, 0.93 ms 480p,
+//   0.45 ms cross (a fifth of that call: Q's 75,600 rows are quantized for 512 keys).
+//   Each feature at 720p, +pre / kernel (an earlier run of the same session; f4 there
+//   744.6 / 734.9): imax 806.0 / 804.8, tsum 789.2 / 797.8, both 813.7 / 843.7, turns alone
+//   731.9 / 737.1, all three 855.5 / 860.2. Tried and dropped in that session: the GEMM-issue
+//   turns removed once the exp2 alternate (879.9 / 877.8; with fuse 880.3 / 885.2, below
+//   fuse's 907.8 / 904.5); Q's descriptors recomputed in the loop to save the 8 registers
+//   that spilled (844.5 / 851.6, a tie: ptxas still reports 48–68 bytes of spills in the
+//   two-level tilings, 0 in f0, and a profile shows them off the critical path); the first
+//   fuse, which ptxas broke by hoisting the exp2 above the turn's bar.sync and the P·V wait
+//   up to the max (830.6 / 836.1; a shared load after the barrier, added as 0·x into the
+//   offsets, now pins the order).
+// Where the time goes (Nsight Compute, 480p, one launch at its 1.44 GHz clocks): the first
+// version took 2,717 clocks per 128 × 128 tile, 602 warp instructions per consumer warp and
+// tile, schedulers issuing 47% of cycles; "f4 imax tsum turns" (with Q's descriptors
+// recomputed, the dropped variant above) 2,328 clocks and 505 instructions. Per consumer warp and tile in that profile: ~600 clocks for its 66 exp2
+// (MUFU-bound, in its turn), ~400 issuing 12 wgmma (~12 clocks each), ~260 integer max and
+// shuffles, ~310 the exp2 arguments, ~180 packing P, the rest waits on barriers: the serial
+// path outside the exp2 (~1,700 clocks) bounds it, not MUFU (~1,200 clocks per tile for
+// both consumers) nor the tensor cores (~1,000). fuse moves the arguments, the packing and
+// the P·V wait into the MUFU-bound turn. 1,100 TFLOP/s means ~1,800 clocks per tile at
+// ~1.75 GHz, about 17% less than fuse's: the serial path has to shrink by another ~350.
 // Accuracy (bench_attention_accuracy: one full-size block with random weights at 75,600
 // tokens; relative error ‖a − b‖/‖b‖): on the q/k/v the block feeds its self-attention, f4
-// 4.2e-3 and f1 4.1e-3 against the bf16 kernel (cosine 0.99999), f0 0.22 (cosine 0.995):
-// the FP8 wgmma's short accumulator over 591 key tiles. Against float32 on a slice (64
-// queries × 2 heads): int8 3.9e-3, bf16 1.7e-3. On N(0, 1) inputs of that shape 3.9e-2 (E4M3's
-// 3 mantissa bits on P and V: with no dominant keys the rounding errors of P and V are the
-// whole error). The block's output with int8 attention (self and cross) is 3.8e-3 off the one
-// with bf16 attention; the portable bf16 kernel gives 2.3e-3 there.
-// Why not the 1,100 TFLOP/s of issue 5: per key tile the two consumers need 16,384 exp2
-// (MUFU at 16/clock/SM: ~1,000 clocks) and ~4,000 warp instructions of softmax, dequant,
-// conversion and accumulation (~1,000 issue clocks on 4 schedulers) against ~1,000 clocks of
-// 8-bit tensor work, and the measured ~2,400 clocks per tile say they overlap poorly. The
-// two-level accumulation's 64 FADDs per thread and tile cost ~12% (f0 vs f1). Tried and
-// dropped: ex2.approx.f16x2 (two exps per instruction in PTX) compiles to two MUFU.EX2.F16
-// on sm_90 and measured no faster (681–716 with f4/f1 at 720p); a quarter of the exp2 by a
-// cubic polynomial on the FMA pipes (FlashAttention-4's trick): 727.7 / 744.3 at 720p, a tie
-// with f4. Not tried yet: fusing the Q quantization into the op that produces q, a third
-// consumer warpgroup, the spills (ptxas reports ~50 bytes in the two-level variants).
+// ... fuse and ... turns 3.96e-3 (the same numbers: the same arithmetic), f1 3.83e-3, the
+// first version's f4 4.24e-3 against the bf16 kernel (cosine 0.999993); f0 0.22 (cosine
+// 0.995): the FP8 wgmma's short accumulator over 591 key tiles. Against float32 on a slice
+// (64 queries × 2 heads): int8 3.7e-3, bf16 1.7e-3. On N(0, 1) inputs of that shape 3.9e-2
+// (E4M3's 3 mantissa bits on P and V: with no dominant keys the rounding errors of P and V
+// are the whole error). The block's output with int8 attention (self and cross) is 3.8e-3
+// off the one with bf16 attention; the portable bf16 kernel gives 2.3e-3 there. (Summing the
+// rounded P on the tensor core lowered the error slightly: the numerator sums the same P.)
+// Also tried and dropped earlier: ex2.approx.f16x2 (two exps per instruction in PTX)
+// compiles to two MUFU.EX2.F16 on sm_90 and measured no faster (681–716 with the first
+// version's f4/f1 at 720p); a quarter of the exp2 by a cubic polynomial on the FMA pipes
+// (FlashAttention-4's trick): 727.7 / 744.3 at 720p, a tie with that f4. Not tried yet:
+// fusing the Q quantization into the op that produces q, a third consumer warpgroup (no
+// registers for it with two 64-register accumulators), P·V in two N = 64 halves to free 32
+// registers, fewer wgmma per tile.
 #include <cuda.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -115,30 +140,28 @@ struct Params {
   int q_len, kv_len, heads, m_blocks, tiles, k_tiles;
 };
 
-// Feature bits of a configuration (Int8Tiling::features):
-// - kIntMax: the tile's row maxima on the s32 scores themselves (3-input integer max, DPX on
-//   sm_90), and the float bias of score_to_float folded into the exp2 argument's FFMA, so a
-//   score costs IADD + FFMA + MUFU instead of IADD + FADD + FMNMX + FFMA + MUFU.
+// Feature bits of a configuration (Int8Tiling::features; measurements in the header):
+// - kIntMax: the tile's row maxima on the s32 scores themselves (3-input integer max, one
+//   VIMNMX3 on sm_90 for two 2-input ones), and the float bias of score_to_float folded into
+//   the exp2 argument's FFMA, so a score costs IADD + FFMA + MUFU instead of IADD + FADD +
+//   FMNMX + FFMA + MUFU.
 // - kTensorSum: the softmax row sums on the tensor core: P (E4M3, the A fragment the P·V
 //   wgmma already has) times a 128 × 8 tile of ones, a wgmma m64n8k32 per k32 step into a
 //   fresh accumulator, instead of 64 FADDs per thread and tile. The sum is then over the
 //   rounded P that the numerator uses too.
-// - kExpTurns: the two consumers take turns at their exp2 stretches (two more named
-//   barriers), the way the GEMM issue already alternates: MUFU is the scarcest unit (16 exp2
-//   per clock and SM), and two consumers exponentiating at once slow each other while the
-//   tensor cores wait; in turns, one consumer's exp2 run under the other's max, packing and
-//   GEMM issue.
+// - kExpTurns: the two consumers take turns at their runs of exp2 (two more named barriers),
+//   the way their GEMM issue already alternates. MUFU is the scarcest unit (16 exp2 per clock
+//   and SM); two consumers exponentiating at once slow each other while the tensor cores
+//   wait; in turns, one consumer's exp2 run under the other's max, packing and GEMM issue.
+// - kFusedPack (with the two above): the arguments' FFMAs, the wait for P_{j−1}·V_{j−1},
+//   the packing of P_j to E4M3 and the running-max correction's exp2 all move inside the
+//   exp2 turn, where the MUFU-bound run of exp2 leaves issue slots free; outside it they
+//   lengthened the serial part of each consumer's iteration (out of it, the correction's
+//   MUFU also waited behind the other consumer's exp2 and held up what followed it).
 inline constexpr int kIntMax = 1;
 inline constexpr int kTensorSum = 2;
-// - kFusedPack: the wait for P_{j−1}·V_{j−1} moves before the exp2 turn (the GEMM is long
-//   done by then), so P_j is packed to E4M3 right behind its exp2 inside the turn, and the
-//   running-max correction's exp2 joins the turn too (out of it, its MUFU waited behind the
-//   other consumer's run of exp2 and held up everything issued after it).
 inline constexpr int kExpTurns = 4;
 inline constexpr int kFusedPack = 16;
-// - kNoGemmTurns: with kExpTurns, drop the GEMM-issue turns (the exp2 turns alternate the
-//   consumers already).
-inline constexpr int kNoGemmTurns = 32;
 
 template <int kStages_, int kFlush_, int kFeatures_ = 0>
 struct Config {
@@ -147,7 +170,6 @@ struct Config {
   static constexpr bool kTensorSum = (kFeatures & int8attn::kTensorSum) != 0;
   static constexpr bool kExpTurns = (kFeatures & int8attn::kExpTurns) != 0;
   static constexpr bool kFusedPack = (kFeatures & int8attn::kFusedPack) != 0;
-  static constexpr bool kNoGemmTurns = (kFeatures & int8attn::kNoGemmTurns) != 0;
   static_assert(!kFusedPack || (kIntMax && kTensorSum), "the fused schedule is written for imax and tsum");
   static constexpr int kConsumers = 2;
   static constexpr int kBlockM = 64 * kConsumers;
@@ -548,12 +570,10 @@ __device__ __forceinline__ void run_consumer(const Params& p, int consumer, uint
   const int turns_total = my_tiles * (kv_tiles - 1);
   int turns_done = 0;
   auto turn_begin = [&] {
-    if constexpr (!C::kNoGemmTurns)
-      if (consumer == 1 || turns_done > 0) ptx::named_sync(1 + consumer, 256);
+    if (consumer == 1 || turns_done > 0) ptx::named_sync(1 + consumer, 256);
   };
   auto turn_end = [&] {
-    if constexpr (!C::kNoGemmTurns)
-      if (consumer == 0 || turns_done < turns_total - 1) ptx::named_arrive(2 - consumer, 256);
+    if (consumer == 0 || turns_done < turns_total - 1) ptx::named_arrive(2 - consumer, 256);
     ++turns_done;
   };
 
@@ -991,17 +1011,15 @@ Int8Variant make_variant() {
   return {{kStages, kFlush, kFeatures}, &launch<Config<kStages, kFlush, kFeatures>>};
 }
 
-// The first is the one Ops::attention uses.
+// The first is the one Ops::attention uses; the last is the first version's softmax (the
+// measure of what the features gained).
+constexpr int kSoftmaxFeatures = int8attn::kIntMax | int8attn::kTensorSum | int8attn::kExpTurns;
 const std::vector<Int8Variant>& variants() {
   static const std::vector<Int8Variant> all = {
-      make_variant<2, 4, int8attn::kIntMax | int8attn::kTensorSum | int8attn::kExpTurns>(),
-      make_variant<2, 1, int8attn::kIntMax | int8attn::kTensorSum | int8attn::kExpTurns>(),
-      make_variant<2, 0, int8attn::kIntMax | int8attn::kTensorSum | int8attn::kExpTurns>(),
-      make_variant<2, 4, int8attn::kIntMax | int8attn::kTensorSum | int8attn::kExpTurns | int8attn::kFusedPack>(),
-      make_variant<2, 4, int8attn::kIntMax | int8attn::kTensorSum | int8attn::kExpTurns | int8attn::kNoGemmTurns>(),
-      make_variant<2, 4,
-                   int8attn::kIntMax | int8attn::kTensorSum | int8attn::kExpTurns | int8attn::kFusedPack |
-                       int8attn::kNoGemmTurns>(),
+      make_variant<2, 4, kSoftmaxFeatures | int8attn::kFusedPack>(),
+      make_variant<2, 4, kSoftmaxFeatures>(),
+      make_variant<2, 1, kSoftmaxFeatures>(),
+      make_variant<2, 0, kSoftmaxFeatures>(),
       make_variant<2, 4>(),
   };
   return all;
@@ -1014,7 +1032,7 @@ bool aligned_16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0
 std::string Int8Tiling::name() const {
   return str_cat("int8 s", stages, " f", flush_every, features & int8attn::kIntMax ? " imax" : "",
                  features & int8attn::kTensorSum ? " tsum" : "", features & int8attn::kExpTurns ? " turns" : "",
-                 features & int8attn::kFusedPack ? " fuse" : "", features & int8attn::kNoGemmTurns ? " nogt" : "");
+                 features & int8attn::kFusedPack ? " fuse" : "");
 }
 
 std::vector<Int8Tiling> int8_attention_tilings() {
