@@ -31,7 +31,11 @@
 //   is +32 B in the row).
 // - The s32 scores become floats without I2F (16/clock/SM, the same rate as ex2, which is
 //   already the bottleneck at 8-bit tensor rates): |Σ q·k| ≤ 128·127² < 2²² so the bits of
-//   s + 0x4B400000 read as a float are exactly 12,582,912 + s, and one FADD removes the bias.
+//   s + 0x4B400000 read as a float are exactly 12,582,912 + s; the exp2 argument's FFMA
+//   takes that biased value and a per-row offset that includes 12,582,912·dq (kIntMax).
+// - The row maxima are taken on the integers (3-input integer max), the row sums by the
+//   tensor core (P times a tile of ones), and the two consumers take turns at their exp2
+//   (kIntMax, kTensorSum, kExpTurns, kFusedPack below).
 // - The F32 accumulator layout of S (row g/g+8, keys 8c + 2·(lane%4) + {0,1}) is not the
 //   8-bit A-fragment layout of the P·V wgmma (keys 4·(lane%4) + {0..3}, +16). Instead of
 //   shuffling P between threads, the pre-pass stores the keys of every 32-key group of Vᵀ in
@@ -43,41 +47,62 @@
 //   Pre-pass: reads q, k twice, v twice (bf16: 2·(Lq + 4·kv_len)·H·128 B) and writes the
 //   8-bit copies ((Lq + 2·kv_len)·H·128 B) and the scales.
 //
-// Tilings ("int8 s2 fN": 2 K/V stages, two-level accumulation every N key tiles; the first is
-// the one Ops::attention uses): f4, f1, and f0 (no two-level accumulation: fast but wrong on
-// real inputs, kept to measure what the two-level accumulation costs).
-// Measured on an H100 80GB HBM3 SXM (700 W), 2026-11-24, TFLOP/s = 4·H·Lq·Lk·d / time;
-// `bench_attention --only "int8,sm90 c2 n128 ov pp" --seconds 0.25 --rounds 2`, "+pre" is
+// Tilings ("int8 s2 fN features": 2 K/V stages, two-level accumulation every N key tiles,
+// feature names as below; the first is the one Ops::attention uses): "f4 imax tsum turns
+// fuse", the same without fuse, f1 and f0 of that (f0: no two-level accumulation, fast but
+// wrong on real inputs, kept to measure what it costs), and "f4" (the first version's
+// softmax: FMNMX on floats, FADD row sums, no turns) as the measure of what the rest gained.
+// Measured on an H100 80GB HBM3 SXM (700 W), 2026-11-25, TFLOP/s = 4·H·Lq·Lk·d / time;
+// `bench_attention --shape S --only "int8,sm90 c2 n128 ov tmastore qreg" --seconds 0.3
+// --rounds 3` (720p; other shapes 0.2 s × 2 and fewer candidates), one session; "+pre" is
 // the full call (pre-pass included), "kernel" the main kernel on operands quantized once:
-//   shape (H × Lq × Lk × d)       bf16 sm90   f4 +pre / kernel   f1 +pre / kernel   f0 +pre / kernel
-//   40 × 75,600² × 128 (720p)       655.9      742.3 / 731.6      736.7 / 732.9      768.4 / 796.6
-//    5 × 75,600² × 128 (Ulysses 8)  655.7      717.4 / 724.6      713.9 / 722.5      777.0 / 756.8
-//   40 × 32,760² × 128 (480p)       658.3      721.8 / 731.2      701.3 / 737.6      770.5 / 770.5
-//   40 × 75,600 × 512 × 128 (cross) 459.7      369.4 / 469.8      378.5 / 487.0      401.9 / 524.3
-//   A session's numbers drift by ±3% with the clocks (the "+pre" column sometimes beats the
-//   kernel alone), so f4 and f1 are a tie; f4 stays first (a few % ahead in an earlier
-//   session). The pre-pass alone: 2.1 ms at 720p (1.4% of the call), 0.32 ms Ulysses 8,
-//   0.93 ms 480p, 0.45 ms cross (a fifth of that call: Q's 75,600 rows are quantized for 512
-//   keys). The tree reductions of the softmax gained ~5% over the first version's chains
-//   (f4 kernel 698.8 → 731.6 at 720p).
+//   shape (H × Lq × Lk × d)        bf16 sm90  f4 ... fuse    f4 imax tsum turns  f1 ... turns   f0 ... turns   f4 (first version)
+//   40 × 75,600² × 128 (720p)        699.7    907.8 / 904.5  852.9 / 876.7      837.7 / 835.5  889.7 / 877.6  745.0 / 755.5
+//    5 × 75,600² × 128 (Ulysses 8)   681.7        -          835.7 / 863.8      786.2 / 823.5    - / 883.7    733.1 / 732.9
+//   40 × 32,760² × 128 (480p)        692.6        -          841.4 / 882.0      792.6 / 817.5    - / 887.5    732.7 / 738.7
+//   40 × 75,600 × 512 × 128 (cross)  577.4        -          387.7 / 513.2      396.7 / 513.9    - / 557.2    375.4 / 472.8
+//   (-: not measured; fuse won at 720p in the session's last run, after the other shapes
+//   were chosen.) Ops::attention with WANRT_ATTENTION=int8 at 720p: 877.1 (it took "f4 imax
+//   tsum turns" then), bf16 696.3. A session's numbers drift by ±3% with the clocks. The
+//   pre-pass alone: 2.1 ms at 720p (1.6% of the call), 0.32 ms Ulysses 8, 0.93 ms 480p,
+//   0.45 ms cross (a fifth of that call: Q's 75,600 rows are quantized for 512 keys).
+//   Each feature at 720p, +pre / kernel (an earlier run of the same session; f4 there
+//   744.6 / 734.9): imax 806.0 / 804.8, tsum 789.2 / 797.8, both 813.7 / 843.7, turns alone
+//   731.9 / 737.1, all three 855.5 / 860.2. Tried and dropped in that session: the GEMM-issue
+//   turns removed once the exp2 alternate (879.9 / 877.8; with fuse 880.3 / 885.2, below
+//   fuse's 907.8 / 904.5); Q's descriptors recomputed in the loop to save the 8 registers
+//   that spilled (844.5 / 851.6, a tie: ptxas still reports 48–68 bytes of spills in the
+//   two-level tilings, 0 in f0, and a profile shows them off the critical path); the first
+//   fuse, which ptxas broke by hoisting the exp2 above the turn's bar.sync and the P·V wait
+//   up to the max (830.6 / 836.1; a shared load after the barrier, added as 0·x into the
+//   offsets, now pins the order).
+// Where the time goes (Nsight Compute, 480p, one launch at its 1.44 GHz clocks): the first
+// version took 2,717 clocks per 128 × 128 tile, 602 warp instructions per consumer warp and
+// tile, schedulers issuing 47% of cycles; "f4 imax tsum turns" (with Q's descriptors
+// recomputed, the dropped variant above) 2,328 clocks and 505 instructions. Per consumer warp and tile in that profile: ~600 clocks for its 66 exp2
+// (MUFU-bound, in its turn), ~400 issuing 12 wgmma (~12 clocks each), ~260 integer max and
+// shuffles, ~310 the exp2 arguments, ~180 packing P, the rest waits on barriers: the serial
+// path outside the exp2 (~1,700 clocks) bounds it, not MUFU (~1,200 clocks per tile for
+// both consumers) nor the tensor cores (~1,000). fuse moves the arguments, the packing and
+// the P·V wait into the MUFU-bound turn. 1,100 TFLOP/s means ~1,800 clocks per tile at
+// ~1.75 GHz, about 17% less than fuse's: the serial path has to shrink by another ~350.
 // Accuracy (bench_attention_accuracy: one full-size block with random weights at 75,600
 // tokens; relative error ‖a − b‖/‖b‖): on the q/k/v the block feeds its self-attention, f4
-// 4.2e-3 and f1 4.1e-3 against the bf16 kernel (cosine 0.99999), f0 0.22 (cosine 0.995):
-// the FP8 wgmma's short accumulator over 591 key tiles. Against float32 on a slice (64
-// queries × 2 heads): int8 3.9e-3, bf16 1.7e-3. On N(0, 1) inputs of that shape 3.9e-2 (E4M3's
-// 3 mantissa bits on P and V: with no dominant keys the rounding errors of P and V are the
-// whole error). The block's output with int8 attention (self and cross) is 3.8e-3 off the one
-// with bf16 attention; the portable bf16 kernel gives 2.3e-3 there.
-// Why not the 1,100 TFLOP/s of issue 5: per key tile the two consumers need 16,384 exp2
-// (MUFU at 16/clock/SM: ~1,000 clocks) and ~4,000 warp instructions of softmax, dequant,
-// conversion and accumulation (~1,000 issue clocks on 4 schedulers) against ~1,000 clocks of
-// 8-bit tensor work, and the measured ~2,400 clocks per tile say they overlap poorly. The
-// two-level accumulation's 64 FADDs per thread and tile cost ~12% (f0 vs f1). Tried and
-// dropped: ex2.approx.f16x2 (two exps per instruction in PTX) compiles to two MUFU.EX2.F16
-// on sm_90 and measured no faster (681–716 with f4/f1 at 720p); a quarter of the exp2 by a
-// cubic polynomial on the FMA pipes (FlashAttention-4's trick): 727.7 / 744.3 at 720p, a tie
-// with f4. Not tried yet: fusing the Q quantization into the op that produces q, a third
-// consumer warpgroup, the spills (ptxas reports ~50 bytes in the two-level variants).
+// ... fuse and ... turns 3.96e-3 (the same numbers: the same arithmetic), f1 3.83e-3, the
+// first version's f4 4.24e-3 against the bf16 kernel (cosine 0.999993); f0 0.22 (cosine
+// 0.995): the FP8 wgmma's short accumulator over 591 key tiles. Against float32 on a slice
+// (64 queries × 2 heads): int8 3.7e-3, bf16 1.7e-3. On N(0, 1) inputs of that shape 3.9e-2
+// (E4M3's 3 mantissa bits on P and V: with no dominant keys the rounding errors of P and V
+// are the whole error). The block's output with int8 attention (self and cross) is 3.8e-3
+// off the one with bf16 attention; the portable bf16 kernel gives 2.3e-3 there. (Summing the
+// rounded P on the tensor core lowered the error slightly: the numerator sums the same P.)
+// Also tried and dropped earlier: ex2.approx.f16x2 (two exps per instruction in PTX)
+// compiles to two MUFU.EX2.F16 on sm_90 and measured no faster (681–716 with the first
+// version's f4/f1 at 720p); a quarter of the exp2 by a cubic polynomial on the FMA pipes
+// (FlashAttention-4's trick): 727.7 / 744.3 at 720p, a tie with that f4. Not tried yet:
+// fusing the Q quantization into the op that produces q, a third consumer warpgroup (no
+// registers for it with two 64-register accumulators), P·V in two N = 64 halves to free 32
+// registers, fewer wgmma per tile.
 #include <cuda.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -115,8 +140,37 @@ struct Params {
   int q_len, kv_len, heads, m_blocks, tiles, k_tiles;
 };
 
-template <int kStages_, int kFlush_>
+// Feature bits of a configuration (Int8Tiling::features; measurements in the header):
+// - kIntMax: the tile's row maxima on the s32 scores themselves (3-input integer max, one
+//   VIMNMX3 on sm_90 for two 2-input ones), and the float bias of score_to_float folded into
+//   the exp2 argument's FFMA, so a score costs IADD + FFMA + MUFU instead of IADD + FADD +
+//   FMNMX + FFMA + MUFU.
+// - kTensorSum: the softmax row sums on the tensor core: P (E4M3, the A fragment the P·V
+//   wgmma already has) times a 128 × 8 tile of ones, a wgmma m64n8k32 per k32 step into a
+//   fresh accumulator, instead of 64 FADDs per thread and tile. The sum is then over the
+//   rounded P that the numerator uses too.
+// - kExpTurns: the two consumers take turns at their runs of exp2 (two more named barriers),
+//   the way their GEMM issue already alternates. MUFU is the scarcest unit (16 exp2 per clock
+//   and SM); two consumers exponentiating at once slow each other while the tensor cores
+//   wait; in turns, one consumer's exp2 run under the other's max, packing and GEMM issue.
+// - kFusedPack (with the two above): the arguments' FFMAs, the wait for P_{j−1}·V_{j−1},
+//   the packing of P_j to E4M3 and the running-max correction's exp2 all move inside the
+//   exp2 turn, where the MUFU-bound run of exp2 leaves issue slots free; outside it they
+//   lengthened the serial part of each consumer's iteration (out of it, the correction's
+//   MUFU also waited behind the other consumer's exp2 and held up what followed it).
+inline constexpr int kIntMax = 1;
+inline constexpr int kTensorSum = 2;
+inline constexpr int kExpTurns = 4;
+inline constexpr int kFusedPack = 16;
+
+template <int kStages_, int kFlush_, int kFeatures_ = 0>
 struct Config {
+  static constexpr int kFeatures = kFeatures_;
+  static constexpr bool kIntMax = (kFeatures & int8attn::kIntMax) != 0;
+  static constexpr bool kTensorSum = (kFeatures & int8attn::kTensorSum) != 0;
+  static constexpr bool kExpTurns = (kFeatures & int8attn::kExpTurns) != 0;
+  static constexpr bool kFusedPack = (kFeatures & int8attn::kFusedPack) != 0;
+  static_assert(!kFusedPack || (kIntMax && kTensorSum), "the fused schedule is written for imax and tsum");
   static constexpr int kConsumers = 2;
   static constexpr int kBlockM = 64 * kConsumers;
   static constexpr int kStages = kStages_;
@@ -129,7 +183,8 @@ struct Config {
   static constexpr uint32_t kKTileBytes = kBlockN * 128;    // 128 keys × 128 B
   static constexpr uint32_t kVTileBytes = 128 * kBlockN;    // 128 channels × 128 keys
   static constexpr uint32_t kStageBytes = kKTileBytes + kVTileBytes;
-  static constexpr uint32_t kSmemBytes = kQBytes + kStages * kStageBytes + 1024;
+  static constexpr uint32_t kOnesBytes = kTensorSum ? 1024 : 0;  // the ones tile (8 rows × 128 B)
+  static constexpr uint32_t kSmemBytes = kQBytes + kStages * kStageBytes + kOnesBytes + 1024;
   static_assert(kSmemBytes <= 227 * 1024, "shared memory per block");
 };
 
@@ -193,11 +248,24 @@ __device__ __forceinline__ void wgmma_e4m3_rs(float (&d)[64], const uint32_t (&a
 #undef WANRT_D64
 #undef WANRT_D64_NAMES
 
+// D[64×8] (+)= A·B in F32, A e4m3 from registers (the P·V fragment), B e4m3 from shared
+// memory (K-major): with B all ones, the row sums of A.
+__device__ __forceinline__ void wgmma_e4m3_rs_n8(float (&d)[4], const uint32_t (&a)[4], uint64_t b_desc,
+                                                 uint32_t accumulate) {
+  asm volatile(
+      "{\n.reg .pred p;\n"
+      "setp.ne.b32 p, %9, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n8k32.f32.e4m3.e4m3 {%0, %1, %2, %3}, {%4, %5, %6, %7}, %8, p, 1, 1;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b_desc), "r"(accumulate));
+}
+
 
 // The exact float value of an s32 score |s| < 2²², without I2F: 12,582,912 = 1.5·2²³.
-__device__ __forceinline__ float score_to_float(uint32_t s) {
-  return __uint_as_float(s + 0x4B400000u) - 12582912.0f;
-}
+inline constexpr uint32_t kScoreBias = 0x4B400000u;
+inline constexpr float kScoreBiasValue = 12582912.0f;
+__device__ __forceinline__ float biased_score(uint32_t s) { return __uint_as_float(s + kScoreBias); }
+__device__ __forceinline__ float score_to_float(uint32_t s) { return biased_score(s) - kScoreBiasValue; }
 
 }  // namespace ptx8
 
@@ -212,6 +280,19 @@ __device__ __forceinline__ float tree_reduce(float (&x)[16], Op op) {
   x[0] = op(x[0], x[2]);
   x[1] = op(x[1], x[3]);
   return op(x[0], x[1]);
+}
+
+// The same with a 3-input integer max (one DPX instruction on sm_90 for two of the above).
+__device__ __forceinline__ int tree_max_s32(const int (&x)[16], const int (&y)[16]) {
+  int a[11];
+#pragma unroll
+  for (int j = 0; j < 5; ++j) a[j] = __vimax3_s32(x[3 * j], x[3 * j + 1], x[3 * j + 2]);
+#pragma unroll
+  for (int j = 0; j < 5; ++j) a[5 + j] = __vimax3_s32(y[3 * j], y[3 * j + 1], y[3 * j + 2]);
+  a[10] = max(x[15], y[15]);
+  const int b0 = __vimax3_s32(a[0], a[1], a[2]), b1 = __vimax3_s32(a[3], a[4], a[5]);
+  const int b2 = __vimax3_s32(a[6], a[7], a[8]), b3 = max(a[9], a[10]);
+  return max(__vimax3_s32(b0, b1, b2), b3);
 }
 
 namespace ptx = sm90::ptx;
@@ -257,7 +338,7 @@ __device__ __forceinline__ void run_producer(const Params& p, uint32_t q_smem, u
 
 template <class C>
 __device__ __forceinline__ void run_consumer(const Params& p, int consumer, uint32_t q_smem, uint32_t kv_smem,
-                                             uint32_t bars) {
+                                             uint32_t ones_smem, uint32_t bars) {
   using B = Slots<C>;
   const int tid = static_cast<int>(threadIdx.x) % 128, warp = tid / 32, lane = tid % 32;
   const uint32_t q_tile = q_smem + static_cast<uint32_t>(consumer) * C::kQTileBytes;
@@ -272,32 +353,43 @@ __device__ __forceinline__ void run_consumer(const Params& p, int consumer, uint
   const int last_valid = p.kv_len - (kv_tiles - 1) * kBlockN;  // 1 .. 128
   const int column0 = 2 * (lane & 3);
 
+  // Descriptors: the start address sits in the low 14 bits in 16-byte units, and every
+  // shared address here is below 256 KB, so moving the start by b bytes adds b/16 to the
+  // descriptor (one add, instead of rebuilding the descriptor from the address).
+  const uint64_t q_desc0 = ptx::k_major_desc(q_tile), k_desc0 = ptx::k_major_desc(k_tile(0));
+  const uint64_t v_desc0 = ptx::k_major_desc(v_tile(0)), ones_desc0 = ptx::k_major_desc(ones_smem);
+  constexpr uint32_t kStageDesc = C::kStageBytes / 16, kStepDesc = 32 / 16;  // a stage; a k32 step
   auto issue_qk = [&](uint32_t (&s)[64], uint32_t stage) {
     ptx::fence_registers(s);
     ptx::wgmma_fence();
+    const uint64_t q_desc = q_desc0;
+    const uint64_t k_desc = k_desc0 + stage * kStageDesc;
 #pragma unroll
-    for (int ks = 0; ks < kHeadDim / 32; ++ks) {
-      const uint32_t in_row = static_cast<uint32_t>(ks) * 32;
-      ptx8::wgmma_s8(s, ptx::k_major_desc(q_tile + in_row), ptx::k_major_desc(k_tile(stage) + in_row),
+    for (int ks = 0; ks < kHeadDim / 32; ++ks)
+      ptx8::wgmma_s8(s, q_desc + static_cast<uint32_t>(ks) * kStepDesc, k_desc + static_cast<uint32_t>(ks) * kStepDesc,
                      ks > 0 ? 1u : 0u);
-    }
     ptx::wgmma_commit();
     ptx::fence_registers(s);
   };
-  // acc (+)= P·V: four k32 steps over the 128 keys of the tile (+32 B in each Vᵀ row).
-  auto issue_pv = [&](float (&acc)[64], uint32_t (&pf)[16], uint32_t stage, bool fresh) {
+  // acc (+)= P·V: four k32 steps over the 128 keys of the tile (+32 B in each Vᵀ row); with
+  // kTensorSum also sums = P·ones (a fresh accumulator: the tile's row sums).
+  auto issue_pv = [&](float (&acc)[64], uint32_t (&pf)[16], float (&sums)[4], uint32_t stage, bool fresh) {
     ptx::fence_registers(acc);
     ptx::fence_registers(pf);
+    if constexpr (C::kTensorSum) ptx::fence_registers(sums);
     ptx::wgmma_fence();
+    const uint64_t v_desc = v_desc0 + stage * kStageDesc;
 #pragma unroll
     for (int kk = 0; kk < kBlockN / 32; ++kk) {
       const uint32_t a[4] = {pf[4 * kk], pf[4 * kk + 1], pf[4 * kk + 2], pf[4 * kk + 3]};
-      ptx8::wgmma_e4m3_rs(acc, a, ptx::k_major_desc(v_tile(stage) + static_cast<uint32_t>(kk) * 32),
-                          fresh && kk == 0 ? 0u : 1u);
+      ptx8::wgmma_e4m3_rs(acc, a, v_desc + static_cast<uint32_t>(kk) * kStepDesc, fresh && kk == 0 ? 0u : 1u);
+      if constexpr (C::kTensorSum)
+        ptx8::wgmma_e4m3_rs_n8(sums, a, ones_desc0 + static_cast<uint32_t>(kk) * kStepDesc, kk == 0 ? 0u : 1u);
     }
     ptx::wgmma_commit();
     ptx::fence_registers(acc);
     ptx::fence_registers(pf);
+    if constexpr (C::kTensorSum) ptx::fence_registers(sums);
   };
   // Online softmax of one score tile: s (s32 bits) in, P·448 out in pv (F32), the running
   // max in the log2 domain
@@ -305,10 +397,131 @@ __device__ __forceinline__ void run_consumer(const Params& p, int consumer, uint
   // q_scale(row)·k_scale(tile) ≥ 0. Element 4·j + 2·h + e of the m64n128 layout is row
   // lane/4 + 8·h, key 8·j + 2·(lane%4) + e. `mask` (std::true_type on a partial last tile):
   // keys ≥ valid_keys get no weight.
-  auto softmax = [&](auto mask, const uint32_t (&s)[64], float (&pv)[64], float (&row_max)[2],
-                     float (&row_sum)[2], float (&alpha)[2], const float (&dq)[2], int valid_keys) {
+  // P·448 to E4M3 in the A-fragment layout of k32 step kk: register 0 (row g) holds keys
+  // 2t, 2t+1, 8+2t, 9+2t of the step's 32 (chunks 4kk, 4kk+1), register 1 the same for row
+  // g+8, registers 2 and 3 the same from chunks 4kk+2, 4kk+3; Vᵀ stores its keys in that order.
+  auto pack = [&](uint32_t (&pf)[16], const float (&pv)[64]) {
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        const int base = 16 * kk + 8 * (r / 2) + 2 * (r % 2);
+        pf[4 * kk + r] = pack_e4m3x4(pv[base], pv[base + 1], pv[base + 4], pv[base + 5]);
+      }
+  };
+  // kExpTurns: consumer c waits on barrier 3 + c before its exp2 and arrives on the other's
+  // after them. Unconditionally (a branch here splits the softmax's schedule): consumer 1
+  // arrives once on consumer 0's barrier before its first tile so that consumer 0 starts,
+  // and consumer 0 takes that extra arrival with one more wait after its last tile.
+  auto exp_begin = [&](uint32_t (&s)[64]) {
+    if constexpr (C::kExpTurns) {
+      ptx::named_sync(3 + consumer, 256);
+      ptx::fence_registers(s);  // the exp2 below read s after the barrier
+    }
+  };
+  auto exp_end = [&] {
+    if constexpr (C::kExpTurns) ptx::named_arrive(4 - consumer, 256);
+  };
+  if constexpr (C::kExpTurns)
+    if (consumer == 1) ptx::named_arrive(3, 256);
+  // before_exps: kFusedPack's wait for the previous P·V (then pf is free for packing P here).
+  auto softmax = [&](auto mask, uint32_t (&s)[64], float (&pv)[64], uint32_t (&pf)[16], float (&row_max)[2],
+                     float (&row_sum)[2], float (&alpha)[2], const float (&dq)[2], int valid_keys,
+                     auto&& before_exps) {
     constexpr bool kMask = decltype(mask)::value;
     auto masked = [&](int i) { return kMask && 8 * (i / 4) + column0 + (i & 1) >= valid_keys; };
+    if constexpr (C::kIntMax) {
+      // Both rows' maxima on the integers (masked keys: INT_MIN), then per row one float.
+      int tile_max[2];
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        int x[16], y[16];
+#pragma unroll
+        for (int j = 0; j < 16; ++j) {
+          x[j] = masked(4 * j + 2 * h) ? INT_MIN : static_cast<int>(s[4 * j + 2 * h]);
+          y[j] = masked(4 * j + 2 * h + 1) ? INT_MIN : static_cast<int>(s[4 * j + 2 * h + 1]);
+        }
+        tile_max[h] = tree_max_s32(x, y);
+      }
+#pragma unroll
+      for (int h = 0; h < 2; ++h) tile_max[h] = max(tile_max[h], __shfl_xor_sync(0xffffffffu, tile_max[h], 1));
+#pragma unroll
+      for (int h = 0; h < 2; ++h) tile_max[h] = max(tile_max[h], __shfl_xor_sync(0xffffffffu, tile_max[h], 2));
+      if constexpr (C::kFusedPack) {
+        float alpha_arg[2], bias_offset[2];
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          // Every tile holds at least one valid key, so tile_max is a real score; dq ≥ 0
+          // keeps the order.
+          const float new_max =
+              fmaxf(row_max[h], ptx8::score_to_float(static_cast<uint32_t>(tile_max[h])) * dq[h]);
+          // exp2(−inf) = 0 where the row had no max yet (its sum and output are still 0).
+          alpha_arg[h] = row_max[h] - new_max;
+          row_max[h] = new_max;
+          // P·448 = exp2(x·dq − max + log2(448)) with x = biased − 12,582,912: one FFMA on
+          // the biased score. bias_offset's rounding (≤ 0.75·dq) is under one unit of the
+          // integer score, far below the quantization error of q and k.
+          bias_offset[h] = fmaf(ptx8::kScoreBiasValue, dq[h], new_max - kLog2PScale);
+        }
+        if constexpr (C::kExpTurns) {
+          ptx::named_sync(3 + consumer, 256);
+          // ptxas moves arithmetic across bar.sync (it hoisted these exp2 above it); a shared
+          // load it must leave below, added as 0·x into every argument's offset, keeps them.
+          uint32_t after_barrier;
+          asm volatile("ld.shared.b32 %0, [%1];\n" : "=r"(after_barrier) : "r"(ones_smem) : "memory");
+#pragma unroll
+          for (int h = 0; h < 2; ++h) bias_offset[h] = fmaf(0.0f, __uint_as_float(after_barrier), bias_offset[h]);
+        }
+        // The wait inside the turn: placed before the max, ptxas had it stall there (P·V is
+        // done by now).
+        before_exps();
+#pragma unroll
+        for (int j = 0; j < 16; ++j)
+#pragma unroll
+          for (int e = 0; e < 4; ++e)
+            pv[4 * j + e] = fmaf(ptx8::biased_score(s[4 * j + e]), dq[e / 2], -bias_offset[e / 2]);
+#pragma unroll
+        for (int h = 0; h < 2; ++h) alpha[h] = ptx::exp2_approx(alpha_arg[h]);
+#pragma unroll
+        for (int i = 0; i < 64; ++i) {
+          const float x = ptx::exp2_approx(pv[i]);
+          pv[i] = masked(i) ? 0.0f : x;  // explicit zero: masked keys may hold any score
+        }
+        pack(pf, pv);
+        exp_end();
+        return;
+      }
+      exp_begin(s);
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        // Every tile holds at least one valid key, so tile_max is a real score; dq ≥ 0 keeps
+        // the order.
+        const float new_max = fmaxf(row_max[h], ptx8::score_to_float(static_cast<uint32_t>(tile_max[h])) * dq[h]);
+        alpha[h] = row_max[h] == -INFINITY ? 0.0f : ptx::exp2_approx(row_max[h] - new_max);
+        row_max[h] = new_max;
+        // P·448 = exp2(x·dq − max + log2(448)) with x = biased − 12,582,912: one FFMA on the
+        // biased score. bias_offset's rounding (≤ 0.75·dq) is under one unit of the integer
+        // score, far below the quantization error of q and k.
+        const float bias_offset = fmaf(ptx8::kScoreBiasValue, dq[h], new_max - kLog2PScale);
+        [[maybe_unused]] float partial_sum[16];
+#pragma unroll
+        for (int j = 0; j < 16; ++j) {
+#pragma unroll
+          for (int e = 2 * h; e < 2 * h + 2; ++e) {
+            float x = ptx::exp2_approx(fmaf(ptx8::biased_score(s[4 * j + e]), dq[h], -bias_offset));
+            // Explicit zero: masked keys may hold any score.
+            if (masked(4 * j + e)) x = 0.0f;
+            pv[4 * j + e] = x;
+          }
+          if constexpr (!C::kTensorSum) partial_sum[j] = pv[4 * j + 2 * h] + pv[4 * j + 2 * h + 1];
+        }
+        if constexpr (!C::kTensorSum)
+          row_sum[h] = row_sum[h] * alpha[h] + tree_reduce(partial_sum, [](float a, float b) { return a + b; });
+      }
+      exp_end();
+      return;
+    }
+    exp_begin(s);  // (this path: the conversion and max inside the turn too)
 #pragma unroll
     for (int i = 0; i < 64; ++i) pv[i] = masked(i) ? -INFINITY : ptx8::score_to_float(s[i]);
 #pragma unroll
@@ -327,7 +540,7 @@ __device__ __forceinline__ void run_consumer(const Params& p, int consumer, uint
       alpha[h] = row_max[h] == -INFINITY ? 0.0f : ptx::exp2_approx(row_max[h] - new_max);
       row_max[h] = new_max;
       const float offset = new_max - kLog2PScale;  // P·448 = exp2(x·dq − max + log2(448))
-      float partial_sum[16];
+      [[maybe_unused]] float partial_sum[16];
 #pragma unroll
       for (int j = 0; j < 16; ++j) {
 #pragma unroll
@@ -337,22 +550,12 @@ __device__ __forceinline__ void run_consumer(const Params& p, int consumer, uint
           if (masked(4 * j + e)) x = 0.0f;
           pv[4 * j + e] = x;
         }
-        partial_sum[j] = pv[4 * j + 2 * h] + pv[4 * j + 2 * h + 1];
+        if constexpr (!C::kTensorSum) partial_sum[j] = pv[4 * j + 2 * h] + pv[4 * j + 2 * h + 1];
       }
-      row_sum[h] = row_sum[h] * alpha[h] + tree_reduce(partial_sum, [](float a, float b) { return a + b; });
+      if constexpr (!C::kTensorSum)
+        row_sum[h] = row_sum[h] * alpha[h] + tree_reduce(partial_sum, [](float a, float b) { return a + b; });
     }
-  };
-  // P·448 to E4M3 in the A-fragment layout of k32 step kk: register 0 (row g) holds keys
-  // 2t, 2t+1, 8+2t, 9+2t of the step's 32 (chunks 4kk, 4kk+1), register 1 the same for row
-  // g+8, registers 2 and 3 the same from chunks 4kk+2, 4kk+3; Vᵀ stores its keys in that order.
-  auto pack = [&](uint32_t (&pf)[16], const float (&pv)[64]) {
-#pragma unroll
-    for (int kk = 0; kk < 4; ++kk)
-#pragma unroll
-      for (int r = 0; r < 4; ++r) {
-        const int base = 16 * kk + 8 * (r / 2) + 2 * (r % 2);
-        pf[4 * kk + r] = pack_e4m3x4(pv[base], pv[base + 1], pv[base + 4], pv[base + 5]);
-      }
+    exp_end();
   };
   auto any_below_one = [&](const float (&alpha)[2]) {
     return __any_sync(0xffffffffu, alpha[0] != 1.0f || alpha[1] != 1.0f);
@@ -395,14 +598,15 @@ __device__ __forceinline__ void run_consumer(const Params& p, int consumer, uint
     uint32_t s[64];
     float pv[64];
     uint32_t pf[16];
+    float tile_sums[4] = {0.0f, 0.0f, 0.0f, 0.0f};  // kTensorSum: the row sums of the last P (rows g, g, g+8, g+8)
     ptx::mbar_wait(bar(B::kQFull), local & 1u);
 
-    auto tile_softmax = [&](int j, float k_scale, float (&alpha)[2]) {
+    auto tile_softmax = [&](int j, float k_scale, float (&alpha)[2], auto&& before_exps) {
       const float dq[2] = {q_scale[0] * k_scale, q_scale[1] * k_scale};
       if (j == kv_tiles - 1 && last_valid < kBlockN)
-        softmax(std::true_type{}, s, pv, row_max, row_sum, alpha, dq, last_valid);
+        softmax(std::true_type{}, s, pv, pf, row_max, row_sum, alpha, dq, last_valid, before_exps);
       else
-        softmax(std::false_type{}, s, pv, row_max, row_sum, alpha, dq, kBlockN);
+        softmax(std::false_type{}, s, pv, pf, row_max, row_sum, alpha, dq, kBlockN, before_exps);
     };
     // Prologue: S_0 and its softmax alone.
     uint32_t stage = ring % C::kStages, phase = (ring / C::kStages) & 1u;
@@ -415,9 +619,9 @@ __device__ __forceinline__ void run_consumer(const Params& p, int consumer, uint
     if (kv_tiles == 1) release(B::kQEmpty);
     {
       float alpha[2];
-      tile_softmax(0, k_scale, alpha);
+      tile_softmax(0, k_scale, alpha, [] {});
     }
-    pack(pf, pv);
+    if constexpr (!C::kFusedPack) pack(pf, pv);
     uint32_t v_stage = stage, v_phase = phase;
     ++ring;
     for (int j = 1; j < kv_tiles; ++j, ++ring) {
@@ -430,23 +634,37 @@ __device__ __forceinline__ void run_consumer(const Params& p, int consumer, uint
       ptx::mbar_wait(bar(B::kVFull + static_cast<int>(v_stage)), v_phase);
       // P_{j−1}·V_{j−1}: a fresh accumulator at the start of each group of kFlush tiles.
       if constexpr (C::kFlush > 0)
-        issue_pv(ot, pf, v_stage, (j - 1) % C::kFlush == 0);
+        issue_pv(ot, pf, tile_sums, v_stage, (j - 1) % C::kFlush == 0);
       else
-        issue_pv(o, pf, v_stage, false);
+        issue_pv(o, pf, tile_sums, v_stage, false);
       turn_end();
       ptx::wgmma_wait<1>();  // S_j is done; P_{j−1}·V_{j−1} may still run
       ptx::fence_registers(s);
       release(B::kKEmpty + static_cast<int>(stage));
       if (j == kv_tiles - 1) release(B::kQEmpty);
       float alpha[2];
-      tile_softmax(j, k_scale, alpha);
-      ptx::wgmma_wait<0>();
-      if constexpr (C::kFlush > 0) {
-        ptx::fence_registers(ot);
+      // P_{j−1}·V_{j−1} done: its accumulators and pf are free again.
+      auto pv_done = [&] {
+        ptx::wgmma_wait<0>();
+        if constexpr (C::kFlush > 0) {
+          ptx::fence_registers(ot);
+        } else {
+          ptx::fence_registers(o);
+        }
+        ptx::fence_registers(pf);
+      };
+      if constexpr (C::kFusedPack) {
+        tile_softmax(j, k_scale, alpha, pv_done);
       } else {
-        ptx::fence_registers(o);
+        tile_softmax(j, k_scale, alpha, [] {});
+        pv_done();
       }
-      ptx::fence_registers(pf);
+      if constexpr (C::kTensorSum) {
+        ptx::fence_registers(tile_sums);
+        // P_{j−1}'s sums are relative to the previous max: add, then bring to the new one.
+#pragma unroll
+        for (int h = 0; h < 2; ++h) row_sum[h] = (row_sum[h] + tile_sums[2 * h]) * alpha[h];
+      }
       release(B::kVEmpty + static_cast<int>(v_stage));
       // Bring everything to the new running max (alpha is exactly 1 for a warp whose rows'
       // maxima stayed put, which after the first few tiles is nearly every tile).
@@ -463,23 +681,28 @@ __device__ __forceinline__ void run_consumer(const Params& p, int consumer, uint
       } else {
         if (rescale) scale_rows(o, alpha);
       }
-      pack(pf, pv);
+      if constexpr (!C::kFusedPack) pack(pf, pv);
       v_stage = stage;
       v_phase = phase;
     }
     ptx::mbar_wait(bar(B::kVFull + static_cast<int>(v_stage)), v_phase);
     if constexpr (C::kFlush > 0) {
-      issue_pv(ot, pf, v_stage, (kv_tiles - 1) % C::kFlush == 0);
+      issue_pv(ot, pf, tile_sums, v_stage, (kv_tiles - 1) % C::kFlush == 0);
       ptx::wgmma_wait<0>();
       ptx::fence_registers(ot);
 #pragma unroll
       for (int i = 0; i < 64; ++i) o[i] += ot[i];
     } else {
-      issue_pv(o, pf, v_stage, false);
+      issue_pv(o, pf, tile_sums, v_stage, false);
       ptx::wgmma_wait<0>();
       ptx::fence_registers(o);
     }
     ptx::fence_registers(pf);
+    if constexpr (C::kTensorSum) {
+      ptx::fence_registers(tile_sums);
+#pragma unroll
+      for (int h = 0; h < 2; ++h) row_sum[h] += tile_sums[2 * h];
+    }
     release(B::kVEmpty + static_cast<int>(v_stage));
 
     // Epilogue: O·v_scale[c] / rowsum → bf16 (the 448 of P cancels in the ratio).
@@ -488,8 +711,10 @@ __device__ __forceinline__ void run_consumer(const Params& p, int consumer, uint
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       float sum = row_sum[h];
-      sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-      sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+      if constexpr (!C::kTensorSum) {  // the tensor core's sums already cover the whole row
+        sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+        sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+      }
       const float inverse = 1.0f / sum;
       const int row = row0 + 8 * h;
       if (row < p.q_len) {
@@ -503,6 +728,8 @@ __device__ __forceinline__ void run_consumer(const Params& p, int consumer, uint
       }
     }
   }
+  if constexpr (C::kExpTurns)
+    if (consumer == 0) ptx::named_sync(3, 256);  // consumer 1's arrival from before its first tile
 }
 #endif  // WANRT_SM90_KERNEL
 
@@ -514,8 +741,15 @@ __global__ void __launch_bounds__(C::kThreads, 1) int8_attention_kernel(const __
   __shared__ uint64_t barrier_storage[B::kCount];
   const uint32_t base = (ptx::shared_address(smem) + 1023u) & ~1023u;  // the swizzle period
   const uint32_t q_smem = base, kv_smem = base + C::kQBytes;
+  const uint32_t ones_smem = kv_smem + C::kStages * C::kStageBytes;  // 1024-aligned
   const uint32_t bars = ptx::shared_address(barrier_storage);
   const int warpgroup = static_cast<int>(threadIdx.x) / 128;
+  if constexpr (C::kTensorSum) {
+    // E4M3 1.0 = 0x38 in every byte (so the swizzle does not matter); the wgmma reads it
+    // through the async proxy.
+    for (uint32_t i = threadIdx.x; i < C::kOnesBytes / 4; i += C::kThreads) ptx::st_shared(ones_smem + 4 * i, 0x38383838u);
+    ptx::fence_proxy_async();
+  }
   if (threadIdx.x == 0) {
     ptx::prefetch_tensor_map(&p.q_map);
     ptx::prefetch_tensor_map(&p.k_map);
@@ -537,7 +771,7 @@ __global__ void __launch_bounds__(C::kThreads, 1) int8_attention_kernel(const __
     return;
   }
   ptx::claim_registers<C::kConsumerRegisters>();
-  run_consumer<C>(p, warpgroup - 1, q_smem, kv_smem, bars);
+  run_consumer<C>(p, warpgroup - 1, q_smem, kv_smem, ones_smem, bars);
 #else
   __trap();  // never launched: the host takes this kernel only on an sm_90 GPU
 #endif
@@ -772,17 +1006,21 @@ struct Int8Variant {
   void (*launch)(const Params&, int, cudaStream_t);
 };
 
-template <int kStages, int kFlush>
+template <int kStages, int kFlush, int kFeatures = 0>
 Int8Variant make_variant() {
-  return {{kStages, kFlush}, &launch<Config<kStages, kFlush>>};
+  return {{kStages, kFlush, kFeatures}, &launch<Config<kStages, kFlush, kFeatures>>};
 }
 
-// The first is the one Ops::attention uses.
+// The first is the one Ops::attention uses; the last is the first version's softmax (the
+// measure of what the features gained).
+constexpr int kSoftmaxFeatures = int8attn::kIntMax | int8attn::kTensorSum | int8attn::kExpTurns;
 const std::vector<Int8Variant>& variants() {
   static const std::vector<Int8Variant> all = {
+      make_variant<2, 4, kSoftmaxFeatures | int8attn::kFusedPack>(),
+      make_variant<2, 4, kSoftmaxFeatures>(),
+      make_variant<2, 1, kSoftmaxFeatures>(),
+      make_variant<2, 0, kSoftmaxFeatures>(),
       make_variant<2, 4>(),
-      make_variant<2, 1>(),
-      make_variant<2, 0>(),
   };
   return all;
 }
@@ -792,7 +1030,9 @@ bool aligned_16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0
 }  // namespace
 
 std::string Int8Tiling::name() const {
-  return str_cat("int8 s", stages, " f", flush_every);
+  return str_cat("int8 s", stages, " f", flush_every, features & int8attn::kIntMax ? " imax" : "",
+                 features & int8attn::kTensorSum ? " tsum" : "", features & int8attn::kExpTurns ? " turns" : "",
+                 features & int8attn::kFusedPack ? " fuse" : "");
 }
 
 std::vector<Int8Tiling> int8_attention_tilings() {

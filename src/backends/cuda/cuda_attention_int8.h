@@ -20,7 +20,8 @@ struct Int8Tiling {
   int flush_every = 0;  // two-level accumulation: P·V of this many key tiles in a wgmma
                         // accumulator, then added into F32 registers; 0: all in one
                         // (fast but wrong on real inputs, kept as the measure of the cost)
-  std::string name() const;  // "int8 s2 f4"
+  int features = 0;     // int8attn feature bits (cuda_attention_int8.cu): softmax variants
+  std::string name() const;  // "int8 s2 f4", with features "int8 s2 f4 imax tsum"
   bool operator==(const Int8Tiling&) const = default;
 };
 
