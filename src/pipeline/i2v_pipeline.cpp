@@ -93,13 +93,15 @@ struct I2VPipeline::Impl {
   // costs page cache rather than a copy); the parking thread reads the experts' too.
   std::optional<TensorStore> t5_weights, high_weights, low_weights;
   double load_seconds = 0;
-  struct ParkedExperts {
-    std::unique_ptr<WanModel> high, low;
-    double seconds = 0;
+  struct ParkedExpert {
+    std::unique_ptr<WanModel> model;
+    double seconds = 0;  // since parking started
   };
-  // Last, so that it is destroyed first: its destructor waits for the parking thread, which
-  // reads the members above.
-  std::future<ParkedExperts> parking_job;
+  // Last, so that they are destroyed first: their destructors wait for the parking thread,
+  // which reads the members above. One thread parks the low-noise expert (needed first, at the
+  // switch), then the high-noise one (for the next video).
+  std::promise<ParkedExpert> low_promise;
+  std::future<ParkedExpert> low_job, high_job;
 
   void log(const std::string& message) const {
     if (options.log) options.log(message);
@@ -120,44 +122,49 @@ struct I2VPipeline::Impl {
   }
   // --offload_model at load: starts parking both experts in page-locked host memory on a
   // background thread (host work only: reading the checkpoint, converting or quantizing it
-  // exactly as the device would, and locking memory, ~1.3 GB/s), while the high-noise expert,
+  // exactly as the device would, and locking memory, ~0.5-1 GB/s), while the high-noise expert,
   // loaded resident, starts denoising.
   void start_parking() {
     parking = ops->weight_parking();
     if (!parking) return;
-    parking_job = std::async(std::launch::async, [this] {
+    low_job = low_promise.get_future();
+    high_job = std::async(std::launch::async, [this] {
       const auto start = Clock::now();
-      ParkedExperts parked;
-      parked.low = load_expert(false, parking);  // needed first: at the switch
-      parked.high = load_expert(true, parking);  // for the next video
-      parked.seconds = seconds_since(start);
-      return parked;
+      try {
+        low_promise.set_value({load_expert(false, parking), seconds_since(start)});
+      } catch (...) {
+        low_promise.set_exception(std::current_exception());
+        throw;  // the high-noise expert is not parked either
+      }
+      return ParkedExpert{load_expert(true, parking), seconds_since(start)};
     });
     log("--offload_model: parking both experts in page-locked host memory on a background thread");
   }
-  // The parked experts, once the background thread is done (waiting for it if it is not);
-  // false where parking is off or failed (then experts are reloaded from the checkpoint).
-  bool parked_experts_ready() {
-    if (parking_job.valid()) {
+  // The expert's parked copy, once the background thread has made it (waiting for it if it has
+  // not); null where parking is off or failed (then experts are reloaded from the checkpoint).
+  const WanModel* parked_expert(bool high) {
+    std::unique_ptr<WanModel>& parked = high ? high_parked : low_parked;
+    std::future<ParkedExpert>& job = high ? high_job : low_job;
+    if (parking && job.valid()) {
+      const char* name = high ? "high-noise expert" : "low-noise expert";
       const auto start = Clock::now();
       try {
-        ParkedExperts parked = parking_job.get();
-        high_parked = std::move(parked.high);
-        low_parked = std::move(parked.low);
+        ParkedExpert done = job.get();
+        parked = std::move(done.model);
         const double waited = seconds_since(start);
-        log(str_cat("--offload_model: both experts parked in page-locked host memory in ",
-                    std::lround(parked.seconds), " s on the background thread",
-                    waited >= 0.01 ? str_cat(" (the switch waited ", waited, " s for it)") : ""));
-        high_weights.reset();  // the experts come back from their parked copies now
-        low_weights.reset();
+        log(str_cat("--offload_model: ", name, " parked in page-locked host memory ",
+                    std::lround(done.seconds), " s after loading, on the background thread",
+                    waited >= 0.001 ? str_cat(" (the switch waited ", std::lround(waited * 1000), " ms for it)") : ""));
       } catch (const Error& error) {
         parking = nullptr;
-        log(str_cat("--offload_model: the experts could not be parked in page-locked host memory, so "
-                    "the idle one is loaded again from the checkpoint when needed (slower): ",
+        high_parked.reset();
+        low_parked.reset();
+        log(str_cat("--offload_model: the ", name, " could not be parked in page-locked host memory, "
+                    "so the idle expert is loaded again from the checkpoint when needed (slower): ",
                     error.what()));
       }
     }
-    return parking && high_parked && low_parked;
+    return parking ? parked.get() : nullptr;
   }
   // Makes the expert resident, freeing the other first when offloading; returns the host
   // seconds spent bringing weights in (0 when it already was resident). From parked weights
@@ -173,13 +180,13 @@ struct I2VPipeline::Impl {
     other.reset();  // its device weights, and its graphs' memory, go before the next expert's arrive
     runner.drop_gone_experts();
     const auto start = Clock::now();
-    const bool parked = parked_experts_ready();
+    const WanModel* parked = parked_expert(high);
     const std::string freed_note =
-        freed ? str_cat("; the ", other_name, " was freed and waits in ", parked ? "page-locked " : "",
+        freed ? str_cat("; the ", other_name, " was freed and waits in ", parking ? "page-locked " : "",
                         "host memory")
               : "";
     if (parked) {
-      wanted = std::make_unique<WanModel>((high ? high_parked : low_parked)->unparked(*parking));
+      wanted = std::make_unique<WanModel>(parked->unparked(*parking));
       const double seconds = seconds_since(start);
       log(str_cat("--offload_model: ", name, " queued for the device from page-locked host memory in ",
                   static_cast<int64_t>(std::lround(seconds * 1000)), " ms; its blocks arrive during "
