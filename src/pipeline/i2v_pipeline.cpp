@@ -140,13 +140,19 @@ struct I2VPipeline::Impl {
     });
     log("--offload_model: parking both experts in page-locked host memory on a background thread");
   }
-  // The expert's parked copy, once the background thread has made it (waiting for it if it has
-  // not); null where parking is off or failed (then experts are reloaded from the checkpoint).
+  // The expert's parked copy, once the background thread has made it; null where parking is
+  // off or failed, or has not finished this expert (options.wait_for_parking: waits for it),
+  // and the expert is then loaded from the checkpoint.
   const WanModel* parked_expert(bool high) {
     std::unique_ptr<WanModel>& parked = high ? high_parked : low_parked;
     std::future<ParkedExpert>& job = high ? high_job : low_job;
     if (parking && job.valid()) {
       const char* name = high ? "high-noise expert" : "low-noise expert";
+      if (!options.wait_for_parking && job.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
+        log(str_cat("--offload_model: the ", name, " is still being parked in page-locked host memory; "
+                    "this time it is loaded from the checkpoint"));
+        return nullptr;
+      }
       const auto start = Clock::now();
       try {
         ParkedExpert done = job.get();

@@ -95,9 +95,13 @@ struct I2VResult {
 
 struct I2VPipelineOptions {
   // Keep on the device only the weights the current stage needs: the T5 encoder's device
-  // weights are freed after encoding, and one expert at a time is resident; the other waits
-  // in host memory (its memory-mapped checkpoint) and is brought in before its first step.
+  // weights are freed after encoding, and one expert at a time is resident. Where the backend
+  // parks weights, a background thread parks both experts in page-locked host memory and the
+  // idle one comes back from there under its first step; an expert whose parking has not
+  // finished by its switch is loaded from its memory-mapped checkpoint instead (no waiting).
   bool offload = false;
+  // Offloading: the switch waits for the background parking instead (tests of the parked path).
+  bool wait_for_parking = false;
   // The backend the T5 encoder runs on (generate.py's --t5_cpu); null: the pipeline's.
   Ops* text_ops = nullptr;
   // One-line messages about what is resident where (loads, frees, swaps).
