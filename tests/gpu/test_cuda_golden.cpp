@@ -132,8 +132,8 @@ TEST(CudaGolden, EndToEndEveryCase) {
 // encoding, the idle expert parked in page-locked host memory by a background thread and
 // brought back under its first step. The same kernels run on the same inputs, so the final
 // latent must equal the resident run's bit for bit; the log must show the experts parked and
-// actually moving. With wait_for_parking every switch takes the parked path; without it (the
-// default) a switch that comes before the parking is done loads from the checkpoint, so either
+// actually moving. With wait_for_parking (the default) every switch takes the parked path;
+// without it a switch that comes before the parking is done loads from the checkpoint, so either
 // path may run there, and both must give the same bits.
 TEST(CudaGolden, OffloadModelGivesTheResidentResultBitForBit) {
   WANRT_REQUIRE_GPU();
