@@ -22,6 +22,17 @@ DitConfig tiny_i2v_dit_config() {
   return c;
 }
 
+DitConfig small_i2v_dit_config() {
+  DitConfig c = tiny_i2v_dit_config();
+  c.dim = 256;
+  c.ffn_dim = 512;
+  c.freq_dim = 64;
+  c.text_dim = 128;
+  c.text_len = 64;
+  c.num_layers = 3;  // 2 heads of 128
+  return c;
+}
+
 TensorStore random_dit_weights(const DitConfig& config, std::mt19937_64& rng, float stddev) {
   TensorStore store;
   for (const auto& [name, shape] : config.expected_tensors()) {

@@ -15,6 +15,10 @@ namespace wanrt::testing {
 // 24 wide and up to 16 rows; in 36 channels (16 latent + 20 conditioning), out 16.
 DitConfig tiny_i2v_dit_config();
 
+// The same with heads of 128 (the width the Hopper attention kernels take): dim 256, 2 heads,
+// FFN 512, 3 blocks, text 128 wide and up to 64 rows.
+DitConfig small_i2v_dit_config();
+
 // Every tensor `config` expects, N(0, stddev²); norm gains near 1, as trained models keep them.
 TensorStore random_dit_weights(const DitConfig& config, std::mt19937_64& rng, float stddev);
 

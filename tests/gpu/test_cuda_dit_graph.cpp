@@ -36,21 +36,6 @@ namespace wanrt {
 namespace {
 
 #ifdef WANRT_HAVE_CUDA
-DitConfig small_config() {
-  DitConfig c;
-  c.model_type = "i2v";
-  c.in_dim = 36;
-  c.out_dim = 16;
-  c.dim = 256;
-  c.ffn_dim = 512;
-  c.freq_dim = 64;
-  c.text_dim = 128;
-  c.text_len = 64;
-  c.num_heads = 2;  // head_dim 128
-  c.num_layers = 3;
-  return c;
-}
-
 TensorStore random_weights(const DitConfig& config, std::mt19937_64& rng) {
   return testing::random_dit_weights(config, rng, 0.05f);
 }
@@ -74,7 +59,7 @@ class CudaDitGraphTest : public ::testing::Test {
   }
   uint64_t seed_ = 0;
   std::mt19937_64 rng_;
-  DitConfig config_ = small_config();
+  DitConfig config_ = testing::small_i2v_dit_config();
   TensorStore weights_;
   std::unique_ptr<Ops> ops_;
 };

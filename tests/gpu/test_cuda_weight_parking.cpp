@@ -48,20 +48,6 @@ Tensor host_bytes(const Tensor& host) {
   return copy;
 }
 
-// A model of the DiT-graph test's size: dim 256, 2 heads of 128 (the Hopper attention path),
-// 3 blocks.
-DitConfig small_config() {
-  DitConfig c = testing::tiny_i2v_dit_config();
-  c.dim = 256;
-  c.ffn_dim = 512;
-  c.freq_dim = 64;
-  c.text_dim = 128;
-  c.text_len = 64;
-  c.num_heads = 2;
-  c.num_layers = 3;
-  return c;
-}
-
 class CudaWeightParkingTest : public testing::GpuTest {
  protected:
   void SetUp() override {
@@ -145,7 +131,7 @@ void expect_same_forwards(Ops& ops, const WanModel& expert, const WanModel& resi
 
 TEST_F(CudaWeightParkingTest, AnExpertBroughtBackComputesWhatTheResidentOneDoes) {
   SCOPED_TRACE("WANRT_TEST_SEED=" + std::to_string(seed_));
-  const DitConfig config = small_config();
+  const DitConfig config = testing::small_i2v_dit_config();
   const TensorStore weights = testing::random_dit_weights(config, rng_, 0.05f);
   for (const Quantization q : {Quantization::None, Quantization::Int8, Quantization::Fp8}) {
     SCOPED_TRACE(quantization_name(q));
