@@ -1,8 +1,8 @@
 #include "pipeline/i2v_pipeline.h"
 
 #include <chrono>
-#include <future>
 #include <cmath>
+#include <future>
 #include <numbers>
 
 #include "io/checkpoint.h"
@@ -269,23 +269,20 @@ std::unique_ptr<I2VPipeline> I2VPipeline::load(const std::string& checkpoint_dir
   m.low_weights.emplace(load_expert_weights(m.layout.low_noise, m.low_config));
   m.high_noise = m.load_expert(true);  // the first expert every video needs
   m.quantization = m.high_noise->quantization();
-  auto check_same_quantization = [&](const WanModel& low) {
-    WANRT_CHECK(low.quantization() == m.quantization, "the high-noise expert's weights are ",
-                quantization_name(m.quantization), " but the low-noise expert's are ",
-                quantization_name(low.quantization()), "; quantize both (wanrt quantize) or neither");
-  };
+  // One format for both experts, checked from the low-noise checkpoint's dtypes before it is
+  // loaded (or parked, when offloading).
+  const Quantization low_quantization =
+      WanModel::loaded_quantization(m.low_config, *m.low_weights, {.quantize = m.options.quantize});
+  WANRT_CHECK(low_quantization == m.quantization, "the high-noise expert's weights are ",
+              quantization_name(m.quantization), " but the low-noise expert's are ",
+              quantization_name(low_quantization), "; quantize both (wanrt quantize) or neither");
   if (!m.options.offload) {
     m.low_noise = m.load_expert(false);
-    check_same_quantization(*m.low_noise);
     // Nothing is reloaded later: the host-side views may go (their mappings close).
     m.t5_weights.reset();
     m.high_weights.reset();
     m.low_weights.reset();
   } else {
-    WANRT_CHECK(WanModel::loaded_quantization(m.low_config, *m.low_weights, {.quantize = m.options.quantize}) ==
-                    m.quantization,
-                "the high-noise expert's weights are ", quantization_name(m.quantization),
-                " but the low-noise expert's are not; quantize both (wanrt quantize) or neither");
     m.start_parking();
   }
   WANRT_CHECK(m.high_config.out_dim == m.vae->config.z_dim, "the DiT predicts ",
