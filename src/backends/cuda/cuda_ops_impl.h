@@ -50,8 +50,7 @@ class CudaOps;
 
 // Bytes moved by weight parking, for offload reports.
 struct ParkingStats {
-  std::atomic<uint64_t> parked_bytes{0};    // into page-locked host memory (park*, any thread)
-  std::atomic<uint64_t> unparked_bytes{0};  // page-locked host -> device
+  std::atomic<uint64_t> parked_bytes{0};  // into page-locked host memory (park*, any thread)
 };
 
 // WeightParking (ops.h) on CUDA; see cuda_weight_parking.cpp.

@@ -184,7 +184,6 @@ void CudaWeightParking::issue_through(uint64_t ticket) {
     for (const auto& copy : group.copies) {
       if (copy->cancelled) continue;
       WANRT_CHECK_CUDA(cudaMemcpyAsync(copy->dst, copy->src.raw(), copy->bytes, cudaMemcpyHostToDevice, copy_stream_));
-      stats_.unparked_bytes += copy->bytes;
     }
     // One event per group, shared by its tensors' owners and destroyed with the last of them.
     auto* event = new cudaEvent_t(nullptr);
